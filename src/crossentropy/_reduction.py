@@ -1,0 +1,116 @@
+"""Reductions, sample weights and units, defined once for every loss.
+
+Each loss computes *terms*: the per-sample loss ``l_i`` (before sample weights),
+optionally its gradient ``∂l_i/∂x`` with the input's shape, the per-sample
+normaliser weight used by ``reduction='mean'`` and the mask of counted
+(non-ignored) samples.  :func:`finish` then applies, in this order:
+
+1. sample weights ``s_i``:  ``l_i ← s_i l_i`` (and the gradient alike);
+2. units: divide by ``ln(base)`` when a base other than *e* is asked for;
+3. the reduction:
+
+   ============================  =============================================
+   ``'none'``                    ``l_i``
+   ``'sum'``                     ``Σ l_i``
+   ``'mean'``                    ``Σ l_i / Σ W_i``  (weighted mean, PyTorch:
+                                 ``W_i = s_i·weight[y_i]`` for index targets,
+                                 ``W_i = s_i`` otherwise; 0/0 = NaN)
+   ``'sum_over_batch_size'``     ``Σ l_i / #counted``  (Keras; 0 when nothing
+                                 is counted)
+   ============================  =============================================
+
+Ignored samples (``ignore_index``) have ``l_i = 0`` and ``W_i = 0`` and are
+not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ShapeMismatchError
+
+__all__ = ["Terms", "finish"]
+
+
+@dataclass
+class Terms:
+    loss: Any
+    grad: Any = None  # ∂loss_i/∂input, input-shaped; None when not requested
+    norm_weight: Any = None  # W_i for 'mean' (before sample weights); None → 1
+    valid: Any = None  # bool mask of counted samples; None → all
+    class_axis: int | None = None  # axis of the input that the loss reduced over
+
+
+def _broadcast_weight(xp, w, shape, name):
+    try:
+        return xp.broadcast_to(w, shape)
+    except (ValueError, RuntimeError) as e:
+        raise ShapeMismatchError(
+            f"{name} of shape {tuple(w.shape)} does not broadcast to the per-sample loss shape {tuple(shape)}"
+        ) from e
+
+
+def finish(xp, t: Terms, *, reduction, sample_weight=None, log_base=None, grad_output=None, need_grad=False):
+    """Apply sample weights, units and the reduction; return ``(loss, grad)``."""
+    loss = t.loss
+    shape = tuple(loss.shape)
+    grad = t.grad
+    norm = t.norm_weight
+    if sample_weight is not None:
+        sw = _broadcast_weight(xp, xp.astype(sample_weight, loss), shape, "sample_weight")
+        loss = loss * sw
+        norm = sw if norm is None else norm * sw
+        if grad is not None:
+            grad = grad * _expand(xp, sw, t.class_axis)
+    if log_base is not None:
+        # log_b(p) = ln(p) / ln(b): rescaling the sum is exact up to one rounding.
+        loss = loss / log_base
+        if grad is not None:
+            grad = grad / log_base
+
+    if reduction == "none":
+        out = loss
+        if need_grad:
+            g = xp.ones_like(loss) if grad_output is None else xp.astype(xp.asarray(grad_output, like=loss), loss)
+            if tuple(g.shape) != shape:
+                g = _broadcast_weight(xp, g, shape, "grad_output")
+            grad = grad * _expand(xp, g, t.class_axis)
+        return out, grad
+
+    total = xp.sum(loss)
+    if reduction == "sum":
+        scale = None
+    elif reduction == "mean":
+        if norm is None:
+            denom = _count(xp, t, loss)
+        else:
+            denom = xp.sum(norm if t.valid is None else xp.where(t.valid, norm, xp.zeros_like(norm)))
+        # 0/0 → NaN on purpose: the mean of nothing is undefined (PyTorch agrees).
+        total = total / denom
+        scale = denom
+    else:  # sum_over_batch_size
+        cnt = _count(xp, t, loss)
+        # Keras uses divide_no_nan: an empty or all-ignored batch gives 0, not NaN.
+        safe = xp.where(cnt > 0, cnt, xp.ones_like(cnt))
+        total = xp.where(cnt > 0, total / safe, xp.zeros_like(total))
+        scale = safe
+    if need_grad:
+        if scale is not None:
+            grad = grad / scale
+        if grad_output is not None:
+            grad = grad * xp.astype(xp.asarray(grad_output, like=loss), loss)
+    return total, grad
+
+
+def _count(xp, t: Terms, loss):
+    if t.valid is None:
+        n = 1
+        for s in loss.shape:
+            n *= int(s)
+        return xp.asarray(float(n), like=loss)
+    return xp.sum(xp.astype(t.valid, loss))
+
+
+def _expand(xp, w, class_axis):
+    return w if class_axis is None else xp.expand_dims(w, class_axis)

@@ -1,0 +1,341 @@
+"""Binary cross-entropy: from probabilities, from logits, and the focal variants.
+
+Every function here is elementwise: the per-sample loss has the input's shape.
+Options shared by all of them:
+
+``sample_weight``
+    broadcast (NumPy rules) to the input's shape; multiplies each term.
+``pos_weight``
+    weight of the positive term, :math:`-[w_+ y \log p + (1-y)\log(1-p)]`
+    (PyTorch's ``pos_weight``), broadcast to the input's shape.
+``label_smoothing``
+    ε in [0, 1]: :math:`y ← y(1-ε) + ε/2` (Keras).
+``reduction``
+    ``'none' | 'sum' | 'mean' | 'sum_over_batch_size'`` (see
+    :mod:`crossentropy._reduction`; ``mean`` is the ``sample_weight``-weighted
+    mean, ``sum_over_batch_size`` divides by the element count as Keras and
+    PyTorch's ``BCELoss(weight=...)`` do).
+``base``
+    logarithm base: ``None``/``'e'`` (nats), ``2``/``'bits'``, ``10``, ...
+"""
+
+from __future__ import annotations
+
+from . import _fastpath
+from ._backend import log_of_base, namespace
+from ._grad import quiet, register
+from ._reduction import Terms, finish
+from ._validation import (
+    as_array,
+    check_compat,
+    check_floating,
+    check_probabilities,
+    check_reduction,
+    check_same_shape,
+    check_unit_interval_option,
+    check_weights,
+)
+from ._errors import InvalidOptionError
+from .activations import log_sigmoid, sigmoid
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "binary_focal_cross_entropy",
+    "binary_focal_cross_entropy_with_logits",
+]
+
+# Keras's backend.epsilon(): the clip used by Keras's probability losses.
+KERAS_EPSILON = 1e-7
+
+
+def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduction, probs):
+    xp = namespace(input, target, sample_weight, pos_weight)
+    check_floating(xp, input, "input")
+    target = as_array(xp, target, input, "target")
+    check_same_shape(input, target, "input", "target")
+    if not xp.is_floating(target):
+        target = xp.astype(target, input)  # 0/1 integer or bool labels
+    check_reduction(reduction)
+    eps = check_unit_interval_option(label_smoothing, "label_smoothing")
+    if probs:
+        check_probabilities(xp, input, "input")
+    check_probabilities(xp, target, "target")
+    sample_weight = check_weights(xp, as_array(xp, sample_weight, input, "sample_weight"), "sample_weight")
+    pos_weight = check_weights(xp, as_array(xp, pos_weight, input, "pos_weight"), "pos_weight")
+    if pos_weight is not None:
+        pos_weight = xp.astype(pos_weight, input)
+    if eps:
+        # Keras: y ← y·(1 − ε) + ε/2.
+        target = target * (1.0 - eps) + 0.5 * eps
+    return xp, target, sample_weight, pos_weight
+
+
+def _xlog(xp, t, logv):
+    # t·log v with the convention 0·log 0 = 0 (a zero-weight term never turns
+    # an infinite log into NaN).
+    return xp.where(t == 0, xp.zeros_like(logv), t * logv)
+
+
+def _bce_probs_terms(xp, p, t, pw, compat, need_grad):
+    """Per-element BCE from probabilities, with the compat modes."""
+    q = 1.0 - t
+    wt = t if pw is None else pw * t
+    if compat is None:
+        # Exact: log1p(-p) keeps precision for small p where log(1 - p) rounds.
+        lp, l1p = xp.log(p), xp.log1p(-p)
+        loss = -(_xlog(xp, wt, lp) + _xlog(xp, q, l1p))
+        grad = None
+        if need_grad:
+            # ∂/∂p = −w₊y/p + (1−y)/(1−p); 0/0 avoided by the same convention.
+            grad = -xp.where(wt == 0, xp.zeros_like(p), wt / p) + xp.where(q == 0, xp.zeros_like(p), q / (1.0 - p))
+        return loss, grad
+    if compat == "torch":
+        # PyTorch BCELoss clamps each log at −100 so that an impossible label
+        # costs 100 instead of inf; its backward divides by max(p(1−p), 1e-12).
+        lp = xp.maximum(xp.log(p), -100.0)
+        l1p = xp.maximum(xp.log1p(-p), -100.0)
+        loss = (t - 1.0) * l1p - t * lp if pw is None else (t - 1.0) * l1p - wt * lp
+        grad = None
+        if need_grad:
+            if pw is None:
+                grad = (p - t) / xp.maximum((1.0 - p) * p, 1e-12)
+            else:
+                grad = (-wt * (1.0 - p) + q * p) / xp.maximum((1.0 - p) * p, 1e-12)
+        return loss, grad
+    if compat in ("keras", "tf_keras", "sklearn"):
+        eps = KERAS_EPSILON if compat != "sklearn" else xp.eps(p)
+        c = xp.clip(p, eps, 1.0 - eps)
+        if compat == "tf_keras":
+            # Legacy tf.keras (Keras 2) clipped *and* added ε inside the log.
+            lp, l1p = xp.log(c + eps), xp.log(1.0 - c + eps)
+            dlp, dl1p = 1.0 / (c + eps), 1.0 / (1.0 - c + eps)
+        else:
+            lp, l1p = xp.log(c), xp.log(1.0 - c)
+            dlp, dl1p = 1.0 / c, 1.0 / (1.0 - c)
+        loss = -(wt * lp + q * l1p)
+        grad = None
+        if need_grad:
+            inside = (p >= eps) & (p <= 1.0 - eps)  # clip passes the gradient only inside
+            grad = xp.where(inside, -wt * dlp + q * dl1p, xp.zeros_like(p))
+        return loss, grad
+    raise InvalidOptionError(f"compat={compat!r} is not available here")
+
+
+def _bce_logits_terms(xp, x, t, pw, need_grad):
+    # −[w₊ y log σ(x) + (1−y) log σ(−x)], using log(1−σ(x)) = log σ(−x): both
+    # logs come from the overflow-free log_sigmoid, never from log(σ).
+    wt = t if pw is None else pw * t
+    q = 1.0 - t
+    loss = -(_xlog(xp, wt, log_sigmoid(x)) + _xlog(xp, q, log_sigmoid(-x)))
+    grad = None
+    if need_grad:
+        s = sigmoid(x)
+        # ∂/∂x = (1−y)σ(x) − w₊ y σ(−x); reduces to σ(x) − y when w₊ = 1.
+        grad = q * s - wt * (1.0 - s) if pw is not None else s - t
+    return loss, grad
+
+
+@quiet
+def _bce_probs(input, target, /, *, need_grad=False, grad_output=None, sample_weight=None, pos_weight=None,
+               label_smoothing=0.0, reduction="mean", base=None, compat=None):
+    check_compat(compat)
+    xp, t, sw, pw = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                             label_smoothing=label_smoothing, reduction=reduction, probs=True)
+    loss, g = _bce_probs_terms(xp, input, t, pw, compat, need_grad)
+    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
+                  grad_output=grad_output, need_grad=need_grad)
+
+
+def binary_cross_entropy(input, target, /, *, sample_weight=None, pos_weight=None, label_smoothing=0.0,
+                         reduction="mean", base=None, compat=None):
+    r"""Binary cross-entropy from probabilities.
+
+    .. math:: \ell_i = -\left[w_+ y_i \log p_i + (1 - y_i)\log(1 - p_i)\right]
+
+    Exact by default: no clipping, ``0·log 0 = 0``, and an impossible label
+    (``p = 0`` with ``y = 1``) costs ``inf`` with gradient ``-inf``.
+    ``compat`` reproduces a reference bit for bit where it deliberately
+    differs: ``'torch'`` (each log clamped at −100), ``'keras'`` (``p``
+    clipped to [1e-7, 1 − 1e-7]), ``'tf_keras'`` (legacy Keras 2: clipped and
+    ``+1e-7`` inside each log), ``'sklearn'`` (clipped at the dtype's eps).
+
+    Shapes: ``input`` and ``target`` of the same shape (any); ``target`` may
+    be soft labels in [0, 1].  ``reduction='none'`` returns that shape.
+
+    The tutorial's Keras example (six labels and predictions) — legacy
+    tf.keras printed 0.53984624, Keras 3 gives 0.53984642:
+
+    >>> import numpy as np
+    >>> from crossentropy import binary_cross_entropy
+    >>> y = np.array([0, 1, 0, 0, 0, 0], dtype=np.float32)
+    >>> p = np.array([.5, .7, .2, .3, .5, .6], dtype=np.float32)
+    >>> print(f'{binary_cross_entropy(p, y, compat="tf_keras"):.8f} {binary_cross_entropy(p, y, compat="keras"):.8f}')
+    0.53984624 0.53984642
+
+    The tutorial's model B in base 10 (four students, passing labels 0 0 1 1):
+
+    >>> p_pass = np.array([0.2, 0.4, 0.7, 0.9]); passed = np.array([0.0, 0.0, 1.0, 1.0])
+    >>> round(float(binary_cross_entropy(p_pass, passed, reduction="sum", base=10)), 4)
+    0.5194
+    """
+    return _bce_probs(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                      label_smoothing=label_smoothing, reduction=reduction, base=base, compat=compat)[0]
+
+
+@quiet
+def _bce_logits(input, target, /, *, need_grad=False, grad_output=None, sample_weight=None, pos_weight=None,
+                label_smoothing=0.0, reduction="mean", base=None):
+    xp, t, sw, pw = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                             label_smoothing=label_smoothing, reduction=reduction, probs=False)
+    fast = _fastpath.bce_with_logits(xp, input, t, pw, need_grad)
+    loss, g = fast if fast is not NotImplemented else _bce_logits_terms(xp, input, t, pw, need_grad)
+    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
+                  grad_output=grad_output, need_grad=need_grad)
+
+
+def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, pos_weight=None,
+                                     label_smoothing=0.0, reduction="mean", base=None):
+    r"""Binary cross-entropy from logits :math:`x` (probability :math:`σ(x)`).
+
+    .. math:: \ell_i = -\left[w_+ y_i \log σ(x_i) + (1-y_i) \log σ(-x_i)\right]
+
+    Both logs come from :func:`~crossentropy.log_sigmoid`, so any finite logit
+    (±1e4 included) and ±inf are exact; nothing is clipped.  Gradient:
+    :math:`(1-y)σ(x) - w_+ y σ(-x)`.
+
+    Shapes: ``input`` and ``target`` of the same shape.
+
+    >>> import numpy as np
+    >>> from crossentropy import binary_cross_entropy_with_logits
+    >>> x = np.array([1e4, -1e4, 0.0]); y = np.array([1.0, 1.0, 0.5])
+    >>> binary_cross_entropy_with_logits(x, y, reduction="none").tolist()
+    [0.0, 10000.0, 0.6931471805599453]
+    """
+    return _bce_logits(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                       label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+
+
+def _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad):
+    r"""Shared focal algebra: ℓ = a_t (1 − p_t)^γ · bce.
+
+    ``dpt`` = ∂p_t/∂input and ``dbce`` = ∂bce/∂input (both elementwise).
+    """
+    a = None if alpha is None else t * alpha + (1.0 - t) * (1.0 - alpha)
+    mod = xp.power(one_minus_pt, gamma) if gamma != 0 else xp.ones_like(bce)
+    loss = mod * bce
+    grad = None
+    if need_grad:
+        if gamma != 0:
+            # ∂(1−p_t)^γ/∂x = −γ (1−p_t)^(γ−1) ∂p_t/∂x; at 1 − p_t = 0 the product with
+            # bce (→ 0 there) vanishes, so the 0·inf for γ < 1 is defined as 0.
+            dmod = -gamma * xp.power(xp.where(one_minus_pt == 0, xp.ones_like(bce), one_minus_pt), gamma - 1.0) * dpt
+            dmod = xp.where(one_minus_pt == 0, xp.zeros_like(bce), dmod)
+            grad = dmod * bce + mod * dbce
+        else:
+            grad = dbce
+        if a is not None:
+            grad = a * grad
+    if a is not None:
+        loss = a * loss
+    return loss, grad
+
+
+def _check_gamma(gamma):
+    from ._validation import check_nonnegative_option
+
+    return check_nonnegative_option(gamma, "gamma")
+
+
+def _check_alpha(alpha):
+    if alpha is None:
+        return None
+    return check_unit_interval_option(alpha, "alpha")
+
+
+@quiet
+def _bfocal_probs(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None,
+                  sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+    check_compat(compat, (None, "keras"))
+    gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
+    xp, t, sw, _ = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
+                            label_smoothing=label_smoothing, reduction=reduction, probs=True)
+    p = input
+    bce, dbce = _bce_probs_terms(xp, p, t, None, compat, need_grad)
+    if compat == "keras":
+        # Keras's own arithmetic (from the unclipped prediction), for bit parity.
+        one_minus_pt = 1.0 - (t * p + (1.0 - t) * (1.0 - p))
+    else:
+        one_minus_pt = t * (1.0 - p) + (1.0 - t) * p
+    dpt = 2.0 * t - 1.0  # ∂p_t/∂p
+    loss, g = _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad)
+    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
+                  grad_output=grad_output, need_grad=need_grad)
+
+
+def binary_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
+                               label_smoothing=0.0, reduction="mean", base=None, compat=None):
+    r"""Binary focal cross-entropy from probabilities (Lin et al., 2017).
+
+    .. math:: \ell_i = a_t (1 - p_t)^γ \cdot \mathrm{BCE}(p_i, y_i),\quad
+              p_t = y p + (1-y)(1-p),\quad a_t = y α + (1-y)(1-α)
+
+    ``alpha=None`` applies no class balancing (Keras's
+    ``apply_class_balancing=False``); a float in [0, 1] applies it.  ``gamma=0``
+    and ``alpha=None`` give plain BCE.  ``compat='keras'`` clips the BCE term
+    as Keras does.
+
+    Shapes: ``input`` and ``target`` of the same shape.
+
+    >>> import numpy as np
+    >>> from crossentropy import binary_focal_cross_entropy
+    >>> p = np.array([0.9, 0.2]); y = np.array([1.0, 0.0])
+    >>> round(float(binary_focal_cross_entropy(p, y, gamma=2.0, reduction="sum")), 6)
+    0.009978
+    """
+    return _bfocal_probs(input, target, gamma=gamma, alpha=alpha, sample_weight=sample_weight,
+                         label_smoothing=label_smoothing, reduction=reduction, base=base, compat=compat)[0]
+
+
+@quiet
+def _bfocal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None,
+                   sample_weight=None, label_smoothing=0.0, reduction="mean", base=None):
+    gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
+    xp, t, sw, _ = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
+                            label_smoothing=label_smoothing, reduction=reduction, probs=False)
+    x = input
+    bce, dbce = _bce_logits_terms(xp, x, t, None, need_grad)
+    s, sn = sigmoid(x), sigmoid(-x)
+    # 1 − p_t = y σ(−x) + (1−y) σ(x): no cancellation for confident logits.
+    one_minus_pt = t * sn + (1.0 - t) * s
+    dpt = (2.0 * t - 1.0) * s * sn  # ∂p_t/∂x = (2y−1) σ(x) σ(−x)
+    loss, g = _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad)
+    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
+                  grad_output=grad_output, need_grad=need_grad)
+
+
+def binary_focal_cross_entropy_with_logits(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
+                                           label_smoothing=0.0, reduction="mean", base=None):
+    r"""Binary focal cross-entropy from logits (optax's ``sigmoid_focal_loss``).
+
+    Same formula as :func:`binary_focal_cross_entropy` with :math:`p = σ(x)`;
+    :math:`1 - p_t` is computed as :math:`yσ(-x) + (1-y)σ(x)` so confident
+    logits keep full precision.
+
+    Shapes: ``input`` and ``target`` of the same shape.
+
+    >>> import numpy as np
+    >>> from crossentropy import binary_focal_cross_entropy_with_logits
+    >>> x = np.array([2.0, -1.0]); y = np.array([1.0, 0.0])
+    >>> # 0.25·(1−σ(2))²·(−ln σ(2)) + 0.75·σ(−1)²·(−ln σ(1))
+    >>> round(float(binary_focal_cross_entropy_with_logits(x, y, alpha=0.25, reduction="sum")), 6)
+    0.017444
+    """
+    return _bfocal_logits(input, target, gamma=gamma, alpha=alpha, sample_weight=sample_weight,
+                          label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+
+
+register(binary_cross_entropy, _bce_probs, 2)
+register(binary_cross_entropy_with_logits, _bce_logits, 2)
+register(binary_focal_cross_entropy, _bfocal_probs, 2)
+register(binary_focal_cross_entropy_with_logits, _bfocal_logits, 2)

@@ -1,0 +1,660 @@
+"""Categorical cross-entropy: from logits, from probabilities, NLL, and variants.
+
+Targets are either **class indices** (an integer array with the input's shape
+minus the class axis) or **probabilities** (a floating array with the input's
+shape: one-hot, soft labels, any distribution).  The class axis is ``axis``
+(default ``-1``, as in Keras, optax and NumPy; PyTorch's ``(N, C, d1, ..., dk)``
+layout is ``axis=1``).
+
+Options shared by the functions here:
+
+``weight``
+    class weights, shape ``(C,)`` (PyTorch's ``weight``).  With index targets
+    ``reduction='mean'`` divides by ``Σ weight[y_i]`` as PyTorch does; with
+    probability targets each class term is weighted and ``'mean'`` divides by
+    the sample count, also as PyTorch does.
+``sample_weight``
+    per-sample weights broadcast (NumPy rules) to the per-sample loss shape.
+``ignore_index``
+    a class-index value whose samples contribute nothing and are not counted
+    (index targets only; PyTorch uses ``-100``, here the default is ``None``).
+``label_smoothing``
+    ε in [0, 1]: the target becomes :math:`(1-ε)\,y + ε/C` (PyTorch, Keras).
+``reduction``
+    ``'none' | 'sum' | 'mean' | 'sum_over_batch_size'``.
+``base``
+    logarithm base (``None`` = nats, ``2``/``'bits'``, ``10``).
+"""
+
+from __future__ import annotations
+
+from . import _fastpath
+from ._backend import log_of_base, namespace
+from ._errors import InvalidOptionError, ShapeMismatchError
+from ._grad import quiet, register
+from ._reduction import Terms, finish
+from ._validation import (
+    as_array,
+    check_compat,
+    check_floating,
+    check_index_target,
+    check_nonnegative_option,
+    check_probabilities,
+    check_reduction,
+    check_same_shape,
+    check_unit_interval_option,
+    check_weights,
+    classify_target,
+    normalize_axis,
+)
+from .activations import _safe_max
+from .binary import KERAS_EPSILON
+
+__all__ = [
+    "cross_entropy",
+    "categorical_cross_entropy",
+    "nll_loss",
+    "focal_cross_entropy",
+    "categorical_focal_cross_entropy",
+    "generalized_cross_entropy",
+    "poly1_cross_entropy",
+    "safe_softmax_cross_entropy",
+]
+
+
+class _Prep:
+    """Validated inputs of a categorical loss, in one record."""
+
+    __slots__ = ("xp", "x", "axis", "C", "kind", "idx", "valid", "prob", "w", "wcol", "eps", "sw", "onehot")
+
+    def dense_target(self):
+        """The (smoothed) target distribution, input-shaped, ignored rows zero."""
+        xp = self.xp
+        if self.kind == "index":
+            y = self.onehot_target()
+        else:
+            y = self.prob
+        if self.eps:
+            y = y * (1.0 - self.eps) + self.eps / self.C
+        if self.valid is not None:
+            y = y * xp.astype(xp.expand_dims(self.valid, self.axis), self.x)
+        return y
+
+    def onehot_target(self):
+        if self.onehot is None:
+            self.onehot = self.xp.one_hot(self.idx, self.C, self.axis, self.x)
+        return self.onehot
+
+    def coefficients(self):
+        """``a`` with ``loss_i = -Σ_c a_ic log p_ic``: class weight × target."""
+        a = self.dense_target()
+        return a if self.wcol is None else a * self.wcol
+
+    def norm_weight(self):
+        """``W_i`` for 'mean': ``weight[y_i]`` for index targets (PyTorch)."""
+        if self.kind != "index" or self.w is None:
+            return None
+        xp = self.xp
+        wy = xp.sum(self.onehot_target() * self.wcol, axis=self.axis)
+        return wy if self.valid is None else xp.where(self.valid, wy, xp.zeros_like(wy))
+
+
+def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, reduction, sample_weight,
+             probs_input=False, allow_prob_target=True, allow_index_target=True):
+    xp = namespace(input, target, weight, sample_weight)
+    check_floating(xp, input, "input")
+    if input.ndim < 1:
+        raise ShapeMismatchError(f"input must have at least one (class) dimension; got shape {tuple(input.shape)}")
+    check_reduction(reduction)
+    r = _Prep()
+    r.xp, r.x, r.onehot = xp, input, None
+    r.axis = normalize_axis(axis, input.ndim)
+    r.C = int(input.shape[r.axis])
+    target = as_array(xp, target, input, "target")
+    r.kind = classify_target(xp, target)
+    r.eps = check_unit_interval_option(label_smoothing, "label_smoothing")
+    if probs_input:
+        check_probabilities(xp, input, "input")
+    if r.kind == "index":
+        if not allow_index_target:
+            raise InvalidOptionError("target must hold probabilities (floating dtype) for this loss; got integer class indices")
+        expected = tuple(s for i, s in enumerate(input.shape) if i != r.axis)
+        check_index_target(xp, target, r.C, ignore_index, expected)
+        if ignore_index is not None:
+            r.valid = target != ignore_index
+            # Ignored entries index class 0 so that gathers stay in range; their
+            # contribution is masked out afterwards.
+            r.idx = xp.where(r.valid, target, xp.zeros_like(target))
+        else:
+            r.valid, r.idx = None, target
+        r.prob = None
+    else:
+        if not allow_prob_target:
+            raise InvalidOptionError(f"target must hold integer class indices for this loss; got dtype {target.dtype}")
+        if ignore_index is not None:
+            raise InvalidOptionError(
+                f"ignore_index={ignore_index} only applies to class-index targets; "
+                f"target holds probabilities (dtype {target.dtype})"
+            )
+        check_same_shape(input, target, "input", "target (probabilities)")
+        check_probabilities(xp, target, "target")
+        r.prob, r.idx, r.valid = xp.astype(target, input), None, None
+    w = check_weights(xp, as_array(xp, weight, input, "weight"), "weight")
+    if w is not None:
+        if tuple(w.shape) != (r.C,):
+            raise ShapeMismatchError(f"weight must have shape ({r.C},), one entry per class; got {tuple(w.shape)}")
+        w = xp.astype(w, input)
+        shape = [1] * input.ndim
+        shape[r.axis] = r.C
+        r.wcol = w.reshape(tuple(shape))
+    else:
+        r.wcol = None
+    r.w = w
+    r.sw = check_weights(xp, as_array(xp, sample_weight, input, "sample_weight"), "sample_weight")
+    return r
+
+
+def _xlogy(xp, a, logp):
+    # a·log p with 0·log 0 = 0: a zero-probability class under a zero target
+    # (e.g. a −inf logit mask) contributes nothing instead of NaN.
+    return xp.where(a == 0, xp.zeros_like(logp), a * logp)
+
+
+def _finish(r: _Prep, loss, grad, *, reduction, base, grad_output, need_grad, norm=None):
+    return finish(r.xp, Terms(loss, grad, norm, r.valid, r.axis), reduction=reduction, sample_weight=r.sw,
+                  log_base=log_of_base(base), grad_output=grad_output, need_grad=need_grad)
+
+
+def _mask(r: _Prep, v):
+    return v if r.valid is None else r.xp.where(r.valid, v, r.xp.zeros_like(v))
+
+
+# ---------------------------------------------------------------------------------------------
+# cross_entropy (logits)
+# ---------------------------------------------------------------------------------------------
+
+def _ce_terms(r: _Prep, z_loss, need_grad):
+    """Reference per-sample CE from logits and its gradient."""
+    xp, x, ax = r.xp, r.x, r.axis
+    m = _safe_max(xp, x, ax)
+    shifted = x - m
+    lse_shift = xp.log(xp.sum(xp.exp(shifted), axis=ax, keepdims=True))
+    logp = shifted - lse_shift
+    if r.kind == "index" and not r.eps:
+        # The usual case: gather −log p_y (and its class weight) directly.
+        nll = -xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(r.idx, ax), ax), ax)
+        if r.wcol is not None:
+            nll = nll * xp.squeeze(xp.take_along_axis(xp.broadcast_to(r.wcol, tuple(x.shape)),
+                                                      xp.expand_dims(r.idx, ax), ax), ax)
+        loss = _mask(r, nll)
+        a = None
+    else:
+        a = r.coefficients()
+        loss = -xp.sum(_xlogy(xp, a, logp), axis=ax)
+    lse = None
+    if z_loss:
+        # z-loss (PaLM): z·(log Σ e^x)² pulls the log-partition towards 0.
+        lse = xp.squeeze(lse_shift + m, ax)
+        loss = loss + _mask(r, z_loss * lse * lse)
+    grad = None
+    if need_grad:
+        p = xp.exp(logp)
+        if a is None:
+            a = r.coefficients()
+        # ∂/∂x_j (−Σ_c a_c log p_c) = (Σ_c a_c) p_j − a_j
+        grad = xp.sum(a, axis=ax, keepdims=True) * p - a
+        if z_loss:
+            grad = grad + _mask_col(r, 2.0 * z_loss * xp.expand_dims(lse, ax) * p)
+    return loss, grad
+
+
+def _mask_col(r, v):
+    if r.valid is None:
+        return v
+    return v * r.xp.astype(r.xp.expand_dims(r.valid, r.axis), v)
+
+
+@quiet
+def _ce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
+        ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None):
+    r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
+    z_loss = check_nonnegative_option(z_loss, "z_loss")
+    fast = _fastpath.cross_entropy(r.xp, r.x, r.idx if r.kind == "index" else r.prob, kind=r.kind, axis=r.axis,
+                                   weight=r.w, ignore_index=ignore_index, label_smoothing=r.eps, z_loss=z_loss,
+                                   need_grad=need_grad)
+    if fast is not NotImplemented:
+        loss, grad = fast
+    else:
+        loss, grad = _ce_terms(r, z_loss, need_grad)
+    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
+                   norm=r.norm_weight())
+
+
+def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
+                  label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None):
+    r"""Softmax cross-entropy from logits, with index or probability targets.
+
+    .. math::
+        \ell_i = -\sum_c w_c\, q_{ic} \log \mathrm{softmax}(x_i)_c
+                 + z \,\big(\log \textstyle\sum_c e^{x_{ic}}\big)^2,
+        \qquad q = (1-ε)\,y + ε/C
+
+    For index targets the first term is PyTorch's
+    :math:`-(1-ε) w_{y}\log p_{y} - \tfrac{ε}{C}\sum_c w_c \log p_c`.  The
+    log-softmax is computed with the log-sum-exp shift, so logits of ±1e4 are
+    exact, and ``0·log 0 = 0`` so a ``-inf`` logit under a zero target is fine
+    (optax's *safe* softmax cross-entropy).  Gradient:
+    :math:`(\sum_c a_c)\,p - a` with :math:`a_c = w_c q_c`, plus
+    :math:`2z\,\mathrm{lse}\,p` for the z-loss.
+
+    Shapes: ``input`` ``(..., C, ...)`` with the classes on ``axis``;
+    ``target`` either integer with the input's shape minus ``axis``, or
+    floating with the input's shape.  ``reduction='none'`` returns the
+    input's shape minus ``axis``.
+
+    The tutorial's PyTorch example (the printed 10×5 scores and labels):
+
+    >>> import numpy as np
+    >>> from crossentropy import cross_entropy
+    >>> X = np.array([[-0.5698, -0.0558, -0.2550, 1.6812, 0.0238],
+    ...               [-2.1786, 1.3923, -0.2363, -0.4601, -1.4949],
+    ...               [1.3679, 1.2853, 0.4087, -0.5743, -0.2752],
+    ...               [2.1995, 0.1469, -0.1661, 0.4617, -0.4395],
+    ...               [-0.5686, -0.7453, -0.1455, -0.5304, 0.3020],
+    ...               [-0.1489, -0.9143, -1.5282, -0.5023, 1.2751],
+    ...               [-1.3830, -0.6535, 0.5392, -2.2050, -1.4138],
+    ...               [-0.5592, 1.5028, 0.0442, -1.5487, -0.1522],
+    ...               [0.7436, -1.8956, 1.0145, -0.2974, -2.0576],
+    ...               [0.1003, 0.6604, -1.3535, -0.3053, -0.4034]])
+    >>> y = np.array([3, 0, 1, 1, 2, 4, 0, 2, 1, 3])
+    >>> round(float(cross_entropy(X, y)), 5)
+    1.97316
+    """
+    return _ce(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
+               label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base)[0]
+
+
+def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None, reduction="none", base=None):
+    r"""Softmax cross-entropy against probability targets with ``0·log 0 = 0``.
+
+    The name and the ``reduction='none'`` default follow optax's
+    ``safe_softmax_cross_entropy``: logits of ``-inf`` (masked classes) with
+    zero target probability contribute 0 instead of NaN, and so does their
+    gradient.  It is :func:`cross_entropy` with probability targets, which is
+    always safe in this library.
+
+    Shapes: ``input`` and ``target`` of the same shape; output without ``axis``.
+
+    >>> import numpy as np
+    >>> from crossentropy import safe_softmax_cross_entropy
+    >>> x = np.array([[0.0, -np.inf, 0.0]]); t = np.array([[0.5, 0.0, 0.5]])
+    >>> safe_softmax_cross_entropy(x, t).tolist()
+    [0.6931471805599453]
+    """
+    xp = namespace(input, target)
+    if hasattr(target, "dtype") and xp.is_integer(target):
+        raise InvalidOptionError("safe_softmax_cross_entropy takes probability targets; got integer class indices")
+    return cross_entropy(input, target, axis=axis, sample_weight=sample_weight, reduction=reduction, base=base)
+
+
+@quiet
+def _safe_ce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, sample_weight=None,
+             reduction="none", base=None):
+    return _ce(input, target, need_grad=need_grad, grad_output=grad_output, axis=axis, sample_weight=sample_weight,
+               reduction=reduction, base=base)
+
+
+# ---------------------------------------------------------------------------------------------
+# from probabilities
+# ---------------------------------------------------------------------------------------------
+
+def _renorm_clip_grad(xp, r, p, s, inside, G):
+    """Chain rule through ``p̂ = clip(p / S)``: ``∂L/∂p_j = (u_j G_j − Σ_c u_c G_c p̂_c) / S``."""
+    ax = r.axis
+    uG = xp.where(inside, G, xp.zeros_like(G))
+    return (uG - xp.sum(uG * (p / s), axis=ax, keepdims=True)) / s
+
+
+@quiet
+def _cce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
+         ignore_index=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+    check_compat(compat, (None, "keras", "tf_keras", "sklearn"))
+    r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
+    xp, p, ax = r.xp, r.x, r.axis
+    a = r.coefficients()
+    grad = None
+    if compat is None:
+        loss = -xp.sum(_xlogy(xp, a, xp.log(p)), axis=ax)
+        if need_grad:
+            grad = -xp.where(a == 0, xp.zeros_like(p), a / p)
+    else:
+        eps = xp.eps(p) if compat == "sklearn" else KERAS_EPSILON
+        if compat == "sklearn":
+            # scikit-learn clips at the dtype's eps and does not renormalise.
+            s = None
+            c = xp.clip(p, eps, 1.0 - eps)
+        elif r.kind == "index" and compat == "keras" and not r.eps and r.wcol is None:
+            # Keras's sparse path clips first and then renormalises via
+            # softmax(log(clip(p))), i.e. p̂ = clip(p) / Σ clip(p).
+            c0 = xp.clip(p, eps, 1.0 - eps)
+            s = xp.sum(c0, axis=ax, keepdims=True)
+            loss = -xp.sum(_xlogy(xp, a, xp.log(c0)), axis=ax) + _mask(r, xp.squeeze(xp.log(s), ax))
+            if need_grad:
+                inside = (p >= eps) & (p <= 1.0 - eps)
+                g = xp.sum(a, axis=ax, keepdims=True) / s - xp.where(a == 0, xp.zeros_like(p), a / c0)
+                grad = xp.where(inside, g, xp.zeros_like(g))
+            return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output,
+                           need_grad=need_grad, norm=r.norm_weight())
+        else:
+            # Keras's categorical path: renormalise each row to sum 1, then clip.
+            s = xp.sum(p, axis=ax, keepdims=True)
+            c = xp.clip(p / s, eps, 1.0 - eps)
+        loss = -xp.sum(a * xp.log(c), axis=ax)
+        if need_grad:
+            inside = (c > eps) & (c < 1.0 - eps) if s is not None else (p >= eps) & (p <= 1.0 - eps)
+            G = -a / c
+            grad = xp.where(inside, G, xp.zeros_like(G)) if s is None else _renorm_clip_grad(xp, r, p, s, inside, G)
+    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
+                   norm=r.norm_weight())
+
+
+def categorical_cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
+                              label_smoothing=0.0, reduction="mean", base=None, compat=None):
+    r"""Categorical cross-entropy from probabilities.
+
+    .. math:: \ell_i = -\sum_c w_c\, q_{ic} \log p_{ic},\qquad q = (1-ε)y + ε/C
+
+    Exact by default: ``-log p`` with no clipping or renormalisation; an
+    impossible label costs ``inf``.  ``compat='keras'`` (and ``'tf_keras'``,
+    identical here) renormalises each row to sum 1 and clips to
+    [1e-7, 1 − 1e-7] as Keras does (for index targets: clip, then renormalise,
+    as Keras's sparse loss does); ``compat='sklearn'`` clips at the dtype's eps.
+
+    Shapes: as :func:`cross_entropy`, ``input`` holding probabilities.
+
+    The tutorial's fruit containers in base 10 (it prints 1.073, from rounded
+    terms) and Keras's dog example (−ln 0.85):
+
+    >>> import numpy as np
+    >>> from crossentropy import categorical_cross_entropy
+    >>> P = np.array([[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.1, 0.5, 0.4]])
+    >>> round(float(categorical_cross_entropy(P, np.array([0, 2, 2]), reduction="sum", base=10)), 4)
+    1.0757
+    >>> print(categorical_cross_entropy(np.array([0.05, 0.85, 0.10], dtype=np.float32),
+    ...                                 np.array([0.0, 1.0, 0.0], dtype=np.float32), compat="keras"))
+    0.1625189
+    """
+    return _cce(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
+                label_smoothing=label_smoothing, reduction=reduction, base=base, compat=compat)[0]
+
+
+@quiet
+def _nll(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
+         ignore_index=None, reduction="mean", base=None):
+    r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index, label_smoothing=0.0,
+                 reduction=reduction, sample_weight=sample_weight, allow_prob_target=False)
+    xp = r.xp
+    a = r.coefficients()
+    # −Σ_c a_c log p_c with one-hot a is a gather; the where() keeps −inf in
+    # other classes from turning into NaN.
+    loss = -xp.sum(_xlogy(xp, a, r.x), axis=r.axis)
+    grad = -a if need_grad else None
+    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
+                   norm=r.norm_weight())
+
+
+def nll_loss(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None, reduction="mean",
+             base=None):
+    r"""Negative log-likelihood from log-probabilities: :math:`\ell_i = -w_{y_i} \log p_{i, y_i}`.
+
+    ``input`` holds log-probabilities (e.g. :func:`~crossentropy.log_softmax`
+    output); the loss is the negated entry of the target class.  Gradient:
+    ``-w_y`` at the target class, 0 elsewhere.
+
+    Shapes: ``input`` ``(..., C, ...)``; integer ``target`` with the input's
+    shape minus ``axis``.
+
+    >>> import numpy as np
+    >>> from crossentropy import nll_loss
+    >>> logp = np.log(np.array([[0.7, 0.2, 0.1], [0.3, 0.4, 0.3]]))
+    >>> nll_loss(logp, np.array([0, 2]), reduction="none").round(4).tolist()
+    [0.3567, 1.204]
+    """
+    return _nll(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
+                reduction=reduction, base=base)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# focal, generalized, poly-1
+# ---------------------------------------------------------------------------------------------
+
+def _alpha_col(r: _Prep, alpha):
+    """α as a scalar or a per-class column broadcast along the class axis."""
+    xp = r.xp
+    if alpha is None:
+        return None
+    if isinstance(alpha, (int, float)):
+        return float(check_nonnegative_option(alpha, "alpha"))
+    a = check_weights(xp, as_array(xp, alpha, r.x, "alpha"), "alpha")
+    if tuple(a.shape) != (r.C,):
+        raise ShapeMismatchError(f"alpha must be a scalar or have shape ({r.C},); got {tuple(a.shape)}")
+    shape = [1] * r.x.ndim
+    shape[r.axis] = r.C
+    return xp.astype(a, r.x).reshape(tuple(shape))
+
+
+def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, wrt_logits):
+    """ℓ = −Σ_c b_c (1−p_c)^γ log p_c with b = α·w·q; gradient w.r.t. logits or p."""
+    xp, ax = r.xp, r.axis
+    b = r.coefficients()
+    if alpha is not None:
+        b = b * alpha
+    safe_omp = xp.where(one_minus_p == 0, xp.ones_like(p), one_minus_p)
+    mod = xp.power(one_minus_p, gamma) if gamma != 0 else xp.ones_like(p)
+    loss = -xp.sum(_xlogy(xp, b * mod, logp), axis=ax)
+    grad = None
+    if need_grad:
+        # d/dp_c [(1−p_c)^γ log p_c] = (1−p_c)^γ / p_c − γ (1−p_c)^(γ−1) log p_c;
+        # at p_c = 1 the second term is 0·∞ in form but 0 in the limit.
+        dmod_log = xp.where(one_minus_p == 0, xp.zeros_like(p),
+                            gamma * xp.power(safe_omp, gamma - 1.0) * logp) if gamma != 0 else xp.zeros_like(p)
+        if wrt_logits:
+            # ∂p_c/∂x_j = p_c(δ_cj − p_j): with g_c = b_c p_c · d/dp_c[...],
+            # ∂ℓ/∂x_j = −(g_j − p_j Σ_c g_c).
+            g = b * (mod - p * dmod_log)
+            g = xp.where(b == 0, xp.zeros_like(g), g)
+            grad = -(g - p * xp.sum(g, axis=ax, keepdims=True))
+        else:
+            G = xp.where(b == 0, xp.zeros_like(p), b * (mod / p - dmod_log))
+            grad = -G
+    return loss, grad
+
+
+@quiet
+def _focal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None, axis=-1,
+                  weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
+                  base=None):
+    gamma = check_nonnegative_option(gamma, "gamma")
+    r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
+    xp = r.xp
+    from .activations import log_softmax
+
+    logp = log_softmax(r.x, axis=r.axis)
+    p = xp.exp(logp)
+    # 1 − p = −expm1(log p): exact even when p rounds to 1.
+    loss, grad = _focal_core(r, logp, p, -xp.expm1(logp), gamma, _alpha_col(r, alpha), need_grad, True)
+    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
+                   norm=r.norm_weight())
+
+
+def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None, sample_weight=None,
+                        ignore_index=None, label_smoothing=0.0, reduction="mean", base=None):
+    r"""Categorical focal cross-entropy from logits.
+
+    .. math:: \ell_i = -\sum_c α_c\, w_c\, q_{ic}\,(1 - p_{ic})^γ \log p_{ic},
+              \qquad p_i = \mathrm{softmax}(x_i)
+
+    ``alpha`` is ``None`` (no factor), a float, or per-class weights ``(C,)``
+    (Keras uses ``alpha=0.25`` by default).  ``gamma=0``, ``alpha=None`` is
+    :func:`cross_entropy`.
+
+    Shapes: as :func:`cross_entropy`.
+
+    >>> import numpy as np
+    >>> from crossentropy import focal_cross_entropy
+    >>> x = np.array([[2.0, 1.0, -1.0]])
+    >>> round(float(focal_cross_entropy(x, np.array([0]))), 6)  # (1 − 0.705385)² · 0.349012
+    0.030294
+    """
+    return _focal_logits(input, target, gamma=gamma, alpha=alpha, axis=axis, weight=weight,
+                         sample_weight=sample_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                         reduction=reduction, base=base)[0]
+
+
+@quiet
+def _focal_probs(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None, axis=-1,
+                 weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
+                 base=None, compat=None):
+    check_compat(compat, (None, "keras"))
+    gamma = check_nonnegative_option(gamma, "gamma")
+    r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
+    xp, p = r.xp, r.x
+    al = _alpha_col(r, alpha)
+    if compat is None:
+        loss, grad = _focal_core(r, xp.log(p), p, 1.0 - p, gamma, al, need_grad, False)
+    else:
+        # Keras: renormalise, clip to [ε, 1−ε], then −Σ α (1−p̂)^γ y log p̂.
+        s = xp.sum(p, axis=r.axis, keepdims=True)
+        c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        loss, G = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, al, need_grad, False)
+        grad = None
+        if need_grad:
+            inside = (c > KERAS_EPSILON) & (c < 1.0 - KERAS_EPSILON)
+            grad = _renorm_clip_grad(xp, r, p, s, inside, G)
+    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
+                   norm=r.norm_weight())
+
+
+def categorical_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None,
+                                    sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
+                                    base=None, compat=None):
+    r"""Categorical focal cross-entropy from probabilities (Keras's ``CategoricalFocalCrossentropy``).
+
+    .. math:: \ell_i = -\sum_c α_c\, w_c\, q_{ic}\,(1 - p_{ic})^γ \log p_{ic}
+
+    Exact by default; ``compat='keras'`` renormalises and clips as Keras does.
+
+    Shapes: as :func:`categorical_cross_entropy`.
+
+    >>> import numpy as np
+    >>> from crossentropy import categorical_focal_cross_entropy
+    >>> p = np.array([[0.05, 0.85, 0.10]]); y = np.array([[0.0, 1.0, 0.0]])
+    >>> round(float(categorical_focal_cross_entropy(p, y, alpha=0.25)), 8)  # 0.25 * 0.15**2 * -ln 0.85
+    0.00091417
+    """
+    return _focal_probs(input, target, gamma=gamma, alpha=alpha, axis=axis, weight=weight,
+                        sample_weight=sample_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                        reduction=reduction, base=base, compat=compat)[0]
+
+
+@quiet
+def _gce(input, target, /, *, need_grad=False, grad_output=None, q=0.5, axis=-1, sample_weight=None,
+         ignore_index=None, reduction="mean", base=None):
+    q = float(q)
+    if not (0.0 < q <= 1.0):
+        raise InvalidOptionError(f"q must be in (0, 1]; got {q!r}")
+    if base is not None:
+        raise InvalidOptionError("base does not apply to generalized_cross_entropy (it has no logarithm)")
+    r = _prepare(input, target, axis=axis, weight=None, ignore_index=ignore_index, label_smoothing=0.0,
+                 reduction=reduction, sample_weight=sample_weight, probs_input=True)
+    xp, ax = r.xp, r.axis
+    t = r.dense_target()
+    pt = xp.sum(t * r.x, axis=ax)  # probability of the true class (soft targets: expected p)
+    loss = _mask(r, (1.0 - xp.power(pt, q)) / q)
+    grad = None
+    if need_grad:
+        # ∂/∂p_j (1 − p_t^q)/q = −p_t^(q−1) t_j
+        grad = -xp.expand_dims(xp.power(pt, q - 1.0), ax) * t
+        grad = xp.where(t == 0, xp.zeros_like(grad), grad)
+    return _finish(r, loss, grad, reduction=reduction, base=None, grad_output=grad_output, need_grad=need_grad)
+
+
+def generalized_cross_entropy(input, target, /, *, q=0.5, axis=-1, sample_weight=None, ignore_index=None,
+                              reduction="mean"):
+    r"""Generalized cross-entropy (Zhang & Sabuncu, 2018) from probabilities.
+
+    .. math:: \ell_i = \frac{1 - p_{i,y_i}^{\,q}}{q}, \qquad q ∈ (0, 1]
+
+    Tends to cross-entropy as q → 0 and equals MAE-like ``1 − p_y`` at q = 1
+    (Keras's ``CategoricalGeneralizedCrossEntropy``).  Probability targets use
+    :math:`p_t = \sum_c y_c p_c`.
+
+    Shapes: as :func:`categorical_cross_entropy`.
+
+    >>> import numpy as np
+    >>> from crossentropy import generalized_cross_entropy
+    >>> p = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4]])
+    >>> generalized_cross_entropy(p, np.array([0, 2]), q=0.5, reduction="none").round(6).tolist()
+    [0.32668, 0.735089]
+    """
+    return _gce(input, target, q=q, axis=axis, sample_weight=sample_weight, ignore_index=ignore_index,
+                reduction=reduction)[0]
+
+
+@quiet
+def _poly1(input, target, /, *, need_grad=False, grad_output=None, epsilon=2.0, axis=-1, weight=None,
+           sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", base=None):
+    r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
+    xp, ax = r.xp, r.axis
+    epsilon = float(epsilon)
+    if base is not None:
+        raise InvalidOptionError("base does not apply to poly1_cross_entropy (its polynomial term has no logarithm)")
+    ce_loss, ce_grad = _ce_terms(r, 0.0, need_grad)
+    t = r.dense_target()
+    from .activations import log_softmax
+
+    logp = log_softmax(r.x, axis=ax)
+    p = xp.exp(logp)
+    # Σ_c t_c (1 − p_c), with 1 − p_c = −expm1(log p_c) for precision.
+    omp = xp.sum(t * (-xp.expm1(logp)), axis=ax)
+    loss = ce_loss + epsilon * omp
+    grad = None
+    if need_grad:
+        # ∂/∂x_j (−Σ_c t_c p_c) = −(t_j p_j − p_j Σ_c t_c p_c)
+        tp = t * p
+        grad = ce_grad - epsilon * (tp - p * xp.sum(tp, axis=ax, keepdims=True))
+    return _finish(r, loss, grad, reduction=reduction, base=None, grad_output=grad_output, need_grad=need_grad,
+                   norm=r.norm_weight())
+
+
+def poly1_cross_entropy(input, target, /, *, epsilon=2.0, axis=-1, weight=None, sample_weight=None,
+                        ignore_index=None, label_smoothing=0.0, reduction="mean"):
+    r"""Poly-1 cross-entropy (Leng et al., 2022; optax's ``poly_loss_cross_entropy``).
+
+    .. math:: \ell_i = \mathrm{CE}(x_i, y_i) + ε \sum_c y_{ic}\,(1 - p_{ic})
+
+    Shapes: as :func:`cross_entropy`.
+
+    >>> import numpy as np
+    >>> from crossentropy import poly1_cross_entropy
+    >>> x = np.array([[2.0, 1.0, -1.0]])
+    >>> round(float(poly1_cross_entropy(x, np.array([0]), epsilon=2.0)), 6)  # 0.349012 + 2·(1 − 0.705385)
+    0.938243
+    """
+    return _poly1(input, target, epsilon=epsilon, axis=axis, weight=weight, sample_weight=sample_weight,
+                  ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)[0]
+
+
+register(cross_entropy, _ce, 2)
+register(safe_softmax_cross_entropy, _safe_ce, 2)
+register(categorical_cross_entropy, _cce, 2)
+register(nll_loss, _nll, 2)
+register(focal_cross_entropy, _focal_logits, 2)
+register(categorical_focal_cross_entropy, _focal_probs, 2)
+register(generalized_cross_entropy, _gce, 2)
+register(poly1_cross_entropy, _poly1, 2)
