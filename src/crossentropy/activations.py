@@ -127,3 +127,51 @@ def softmax(x, /, *, axis=-1):
     axis = normalize_axis(axis, x.ndim)
     e = xp.exp(x - _safe_max(xp, x, axis))
     return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+# -- analytic vector-Jacobian products, for value_and_grad(sigmoid, x, grad_output=g) ----------
+
+def _vjp_impl(fn, vjp):
+    def impl(x, /, *, need_grad=False, grad_output=None, **opts):
+        xp = namespace(x)
+        y = fn(x, **opts)
+        if not need_grad:
+            return y, None
+        g = xp.ones_like(y) if grad_output is None else xp.astype(xp.asarray(grad_output, like=y), y)
+        return y, vjp(xp, x, y, g, **opts)
+
+    return impl
+
+
+def _sigmoid_vjp(xp, x, y, g):
+    return g * y * (1.0 - y)  # σ' = σ(1 − σ)
+
+
+def _log_sigmoid_vjp(xp, x, y, g):
+    return g * sigmoid(-x)  # d/dx log σ(x) = σ(−x)
+
+
+def _softmax_vjp(xp, x, y, g, axis=-1):
+    # J = diag(p) − p pᵀ  ⇒  Jᵀg = p ⊙ (g − ⟨g, p⟩)
+    return y * (g - xp.sum(g * y, axis=axis, keepdims=True))
+
+
+def _log_softmax_vjp(xp, x, y, g, axis=-1):
+    # J = I − 1 pᵀ  ⇒  Jᵀg = g − p Σg
+    return g - xp.exp(y) * xp.sum(g, axis=axis, keepdims=True)
+
+
+def _logsumexp_vjp(xp, x, y, g, axis=-1, keepdims=False):
+    ax = normalize_axis(axis, x.ndim)
+    if not keepdims:
+        g, y = xp.expand_dims(g, ax), xp.expand_dims(y, ax)
+    return g * xp.exp(x - y)  # ∂lse/∂x = softmax(x)
+
+
+from ._grad import register as _register  # noqa: E402
+
+_register(sigmoid, _vjp_impl(sigmoid, _sigmoid_vjp), 1)
+_register(log_sigmoid, _vjp_impl(log_sigmoid, _log_sigmoid_vjp), 1)
+_register(softmax, _vjp_impl(softmax, _softmax_vjp), 1)
+_register(log_softmax, _vjp_impl(log_softmax, _log_softmax_vjp), 1)
+_register(logsumexp, _vjp_impl(logsumexp, _logsumexp_vjp), 1)
