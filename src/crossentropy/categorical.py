@@ -95,7 +95,7 @@ class _Prep:
         if self.kind != "index" or self.w is None:
             return None
         xp = self.xp
-        wy = xp.sum(self.onehot_target() * self.wcol, axis=self.axis)
+        wy = self.w[self.idx]  # a gather over N, not an N×C one-hot product
         return wy if self.valid is None else xp.where(self.valid, wy, xp.zeros_like(wy))
 
 
@@ -184,8 +184,7 @@ def _ce_terms(r: _Prep, z_loss, need_grad):
         # The usual case: gather −log p_y (and its class weight) directly.
         nll = -xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(r.idx, ax), ax), ax)
         if r.wcol is not None:
-            nll = nll * xp.squeeze(xp.take_along_axis(xp.broadcast_to(r.wcol, tuple(x.shape)),
-                                                      xp.expand_dims(r.idx, ax), ax), ax)
+            nll = nll * r.w[r.idx]
         loss = _mask(r, nll)
         a = None
     else:
