@@ -88,7 +88,10 @@ def finish(xp, t: Terms, *, reduction, sample_weight=None, log_base=None, grad_o
             denom = xp.sum(norm if t.valid is None else xp.where(t.valid, norm, xp.zeros_like(norm)))
         # 0/0 → NaN on purpose: the mean of nothing is undefined (PyTorch agrees).
         total = total / denom
-        scale = denom
+        # The gradient of an empty / all-ignored / all-zero-weight mean: every
+        # term's gradient is already 0 there, and it stays 0 (PyTorch agrees)
+        # instead of becoming 0/0.
+        scale = xp.where(denom == 0, xp.ones_like(denom), denom)
     else:  # sum_over_batch_size
         cnt = _count(xp, t, loss)
         # Keras uses divide_no_nan: an empty or all-ignored batch gives 0, not NaN.
