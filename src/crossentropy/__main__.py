@@ -1,0 +1,8 @@
+"""``python -m crossentropy``: the ``crossentropy`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
