@@ -66,7 +66,7 @@ DESCENT_X = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 3.0], [5.0, 2.0], [6.0, 1.0]
                       [2.5, 6.5], [2.0, 8.0], [4.0, 7.0], [6.0, 6.0], [7.0, 8.0], [8.0, 4.0], [3.0, 9.0],
                       [5.5, 5.5], [7.5, 2.5]])
 DESCENT_Y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.float64)
-DESCENT_START = (np.array([-0.1, 1.0]), -5.2)  # the line x2 = 5.2 + 0.1·x1: two students on the wrong side
+DESCENT_START = (np.array([0.4, 1.0]), -7.0)  # the line x2 = 7 - 0.4·x1: two students on the wrong side
 
 
 def add_parser(sub) -> None:
@@ -84,8 +84,8 @@ def add_parser(sub) -> None:
     p.add_argument("--base", default="10", metavar="B", help="logarithm base: 10 (default, as the tutorial), e, 2")
     p.add_argument("--plot", metavar="FILE.png", help="plot -log(p) with the samples marked (descent: the moving "
                                                        "decision line)")
-    p.add_argument("--steps", type=int, default=40, metavar="N", help="descent: gradient steps (default 40)")
-    p.add_argument("--lr", type=float, default=0.5, metavar="ETA", help="descent: learning rate (default 0.5)")
+    p.add_argument("--steps", type=int, default=80, metavar="N", help="descent: gradient steps (default 80)")
+    p.add_argument("--lr", type=float, default=0.25, metavar="ETA", help="descent: learning rate (default 0.25)")
     p.add_argument("--every", type=int, default=None, metavar="K", help="descent: print every K-th step")
     p.set_defaults(run=run)
 
@@ -294,10 +294,10 @@ def _basearg(b):
 def _categorical_section(out, probs, labels, classes, names, b, logname, unit, printed):
     out.append(f"Categorical cross-entropy ({unit} logarithms, {logname})")
     w = max(len(c) for c in classes)
-    out.append("  " + " " * w + "  " + "".join(f"{n:>12}" for n in names))
+    out.append("  " + " " * w + "  " + "".join(f"{n:>13}" for n in names))
     for j, c in enumerate(classes):
-        out.append(f"  {c:<{w}}  " + "".join(f"{r[j]:>12.4f}" for r in probs))
-    out.append(f"  {'correct':<{w}}  " + "".join(f"{classes[y]:>12}" for y in labels))
+        out.append(f"  {c:<{w}}  " + "".join(f"{r[j]:>13.4f}" for r in probs))
+    out.append(f"  {'correct':<{w}}  " + "".join(f"{classes[y]:>13}" for y in labels))
     ptrue = [r[y] for r, y in zip(probs, labels)]
     prod = math.prod(ptrue)
     out.append(f"product of the correct probabilities  {' x '.join(_g(q) for q in ptrue)} = {prod:.6g}")
@@ -319,7 +319,7 @@ def _categorical_section(out, probs, labels, classes, names, b, logname, unit, p
     wrong = int(np.count_nonzero(P.argmax(axis=1) != Y))
     out.append(f"discrete error: {wrong} of {len(probs)} where the most probable class is not the correct one")
     if printed is not None:
-        out.append(f"  note: the tutorial prints {printed}; it adds rounded terms. Exact: {total:.4f}.")
+        out.append(f"  note: the tutorial prints {printed}; it adds terms cut (not rounded) to three decimals. Exact: {total:.4f}.")
     out.append("")
     return ptrue
 
@@ -387,7 +387,7 @@ def _descent(args, b, logname, unit, plt) -> int:
         raise CLIError("--steps must be in 1..100000 and --lr a positive number")
     X, y = DESCENT_X, DESCENT_Y
     w, c = DESCENT_START[0].copy(), float(DESCENT_START[1])
-    every = args.every or max(1, args.steps // 20)
+    every = args.every or max(1, args.steps // 16)
     out = ["Gradient descent on the pass/fail students (logistic regression: p(pass) = sigmoid(w1 x1 + w2 x2 + b))",
            f"loss = mean binary cross-entropy from the logits ({unit}); gradient from crossentropy.value_and_grad",
            f"{len(y)} students, learning rate {args.lr:g}, {args.steps} steps", "",
@@ -416,7 +416,8 @@ def _descent(args, b, logname, unit, plt) -> int:
     out.append("everywhere and its gradient is zero: it cannot say which way to move the line.  The")
     out.append("cross-entropy changes with every small move, so its gradient always points downhill.")
     first, last = history[0], history[-1]
-    out.append(f"Start: {first[2]} errors, loss {first[1]:.4f}.  End: {last[2]} errors, loss {last[1]:.4f}.")
+    out.append(f"Start: {first[2]} misclassified, loss {first[1]:.4f}.  End: {last[2]} misclassified, "
+               f"loss {last[1]:.4f}.")
     text = "\n".join(out) + "\n"
     with OutputFiles() as files:
         if args.plot:

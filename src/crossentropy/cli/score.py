@@ -4,7 +4,7 @@
 >>> main(["score", "--json", "--worst", "0"])  # doctest: +ELLIPSIS
 {...
   "cross_entropy": {
-    "nats": 0.2092...
+    "nats": 0.1140...
 0
 """
 
@@ -252,8 +252,8 @@ def _plot(plt, r: dict, base, path: str) -> None:
     accs = [b["accuracy"] for b in bins if b["count"]]
     confs = [b["confidence"] for b in bins if b["count"]]
     a1.bar(centers, accs, width=width * 0.9, color="#4c72b0", edgecolor="black", label="observed")
-    a1.bar(centers, [c - a for c, a in zip(confs, accs)], bottom=accs, width=width * 0.9, color="#dd8452",
-           alpha=0.5, edgecolor="#dd8452", label="gap to predicted")
+    a1.bar(centers, confs, width=width * 0.9, fill=False, edgecolor="#c44e52", hatch="//", lw=1.2,
+           label="mean predicted")
     a1.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     xlabel, ylabel = (("predicted probability of class 1", "observed frequency of class 1") if r["task"] == "binary"
                       else ("confidence (top-label probability)", "accuracy"))
