@@ -304,11 +304,23 @@ def binary_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, sampl
 
 @quiet
 def _bfocal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None,
-                   sample_weight=None, label_smoothing=0.0, reduction="mean", base=None):
+                   sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+    check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
     xp, t, sw, _ = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
                             label_smoothing=label_smoothing, reduction=reduction, probs=False)
     x = input
+    if compat == "keras":
+        # Keras: its sigmoid output carries the logits, so the BCE factor is
+        # the exact logits BCE, but the focal factor is 1 − p_t with
+        # p_t = y·σ(x) + (1−y)(1 − σ(x)), which loses precision as p_t → 1.
+        p, sn = sigmoid(x), sigmoid(-x)
+        bce, dbce = _bce_logits_terms(xp, x, t, None, need_grad)
+        one_minus_pt = 1.0 - (t * p + (1.0 - t) * (1.0 - p))
+        dpt = (2.0 * t - 1.0) * p * sn
+        loss, g = _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad)
+        return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
+                      grad_output=grad_output, need_grad=need_grad)
     bce, dbce = _bce_logits_terms(xp, x, t, None, need_grad)
     s, sn = sigmoid(x), sigmoid(-x)
     # 1 − p_t = y σ(−x) + (1−y) σ(x): no cancellation for confident logits.
@@ -320,12 +332,15 @@ def _bfocal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma
 
 
 def binary_focal_cross_entropy_with_logits(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
-                                           label_smoothing=0.0, reduction="mean", base=None):
+                                           label_smoothing=0.0, reduction="mean", base=None, compat=None):
     r"""Binary focal cross-entropy from logits (optax's ``sigmoid_focal_loss``).
 
     Same formula as :func:`binary_focal_cross_entropy` with :math:`p = σ(x)`;
     :math:`1 - p_t` is computed as :math:`yσ(-x) + (1-y)σ(x)` so confident
-    logits keep full precision.
+    logits keep full precision.  ``compat='keras'`` reproduces Keras's
+    ``BinaryFocalCrossentropy(from_logits=True)`` arithmetic: the same exact
+    BCE factor, but :math:`1 - p_t` computed as :math:`1 - [yσ(x) + (1-y)(1-σ(x))]`,
+    which rounds to 0 once :math:`p_t` rounds to 1.
 
     Shapes: ``input`` and ``target`` of the same shape.
 
@@ -337,7 +352,7 @@ def binary_focal_cross_entropy_with_logits(input, target, /, *, gamma=2.0, alpha
     0.017444
     """
     return _bfocal_logits(input, target, gamma=gamma, alpha=alpha, sample_weight=sample_weight,
-                          label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+                          label_smoothing=label_smoothing, reduction=reduction, base=base, compat=compat)[0]
 
 
 register(binary_cross_entropy, _bce_probs, 2)

@@ -352,7 +352,9 @@ def _cce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight
             c = xp.clip(p / s, eps, 1.0 - eps)
         loss = -xp.sum(a * xp.log(c), axis=ax)
         if need_grad:
-            inside = (c > eps) & (c < 1.0 - eps) if s is not None else (p >= eps) & (p <= 1.0 - eps)
+            # clip passes the gradient on the closed interval (TensorFlow's ClipByValue does too)
+            u = p if s is None else p / s  # the clip's input decides where it passes the gradient
+            inside = (u >= eps) & (u <= 1.0 - eps)
             G = -a / c
             grad = xp.where(inside, G, xp.zeros_like(G)) if s is None else _renorm_clip_grad(xp, r, p, s, inside, G)
     return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
@@ -474,13 +476,29 @@ def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, wrt_log
 @quiet
 def _focal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None, axis=-1,
                   weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
-                  base=None):
+                  base=None, compat=None):
+    check_compat(compat, (None, "keras"))
     gamma = check_nonnegative_option(gamma, "gamma")
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
     xp = r.xp
-    from .activations import log_softmax
+    from .activations import log_softmax, softmax
 
+    if compat == "keras":
+        # Keras: softmax, renormalise, clip to [ε, 1−ε], then the probability
+        # formula; the gradient chains through the clip and the softmax.
+        p = softmax(r.x, axis=r.axis)
+        s = xp.sum(p, axis=r.axis, keepdims=True)
+        c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        loss, G = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, _alpha_col(r, alpha), need_grad, False)
+        grad = None
+        if need_grad:
+            u = p / s
+            inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
+            gp = _renorm_clip_grad(xp, r, p, s, inside, G)
+            grad = p * (gp - xp.sum(p * gp, axis=r.axis, keepdims=True))
+        return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output,
+                       need_grad=need_grad, norm=r.norm_weight())
     logp = log_softmax(r.x, axis=r.axis)
     p = xp.exp(logp)
     # 1 − p = −expm1(log p): exact even when p rounds to 1.
@@ -490,7 +508,7 @@ def _focal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=
 
 
 def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None, sample_weight=None,
-                        ignore_index=None, label_smoothing=0.0, reduction="mean", base=None):
+                        ignore_index=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
     r"""Categorical focal cross-entropy from logits.
 
     .. math:: \ell_i = -\sum_c α_c\, w_c\, q_{ic}\,(1 - p_{ic})^γ \log p_{ic},
@@ -498,7 +516,10 @@ def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, wei
 
     ``alpha`` is ``None`` (no factor), a float, or per-class weights ``(C,)``
     (Keras uses ``alpha=0.25`` by default).  ``gamma=0``, ``alpha=None`` is
-    :func:`cross_entropy`.
+    :func:`cross_entropy`.  Exact by default (log-softmax, ``1 − p`` as
+    ``−expm1(log p)``); ``compat='keras'`` reproduces Keras's
+    ``CategoricalFocalCrossentropy(from_logits=True)``, which applies softmax
+    and then clips the probabilities to [1e-7, 1 − 1e-7].
 
     Shapes: as :func:`cross_entropy`.
 
@@ -510,7 +531,7 @@ def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, wei
     """
     return _focal_logits(input, target, gamma=gamma, alpha=alpha, axis=axis, weight=weight,
                          sample_weight=sample_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                         reduction=reduction, base=base)[0]
+                         reduction=reduction, base=base, compat=compat)[0]
 
 
 @quiet
@@ -532,7 +553,8 @@ def _focal_probs(input, target, /, *, need_grad=False, grad_output=None, gamma=2
         loss, G = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, al, need_grad, False)
         grad = None
         if need_grad:
-            inside = (c > KERAS_EPSILON) & (c < 1.0 - KERAS_EPSILON)
+            u = p / s
+            inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
             grad = _renorm_clip_grad(xp, r, p, s, inside, G)
     return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
                    norm=r.norm_weight())
