@@ -66,7 +66,7 @@ _PREFIX_RE = re.compile(
 _SINGLE_NAMES = ("p", "prob", "proba", "probability", "pred", "prediction", "y_prob", "y_pred", "y_score", "yhat",
                  "score", "logit", "logits", "z")
 _LOGIT_PREFIXES = ("logit", "logits", "score", "scores", "z", "y_score")
-_PROB_PREFIXES = ("p", "prob", "probs", "proba", "probability", "pred_prob", "y_prob")
+_PROB_PREFIXES = ("p", "probs", "prob", "probs", "proba", "probability", "pred_prob", "y_prob")
 _ID_NAMES = ("id", "index", "idx", "row", "sample", "sample_id", "name", "key", "uid", "weight", "fold", "split")
 
 
@@ -500,6 +500,15 @@ class Batch:
     lines: np.ndarray | None  # line numbers (text formats)
 
 
+def _is_list_column(a) -> bool:
+    """A 2-D column (Parquet/NumPy) or one holding lists (JSON Lines)."""
+    if not isinstance(a, np.ndarray):
+        return False
+    if a.ndim == 2:
+        return True
+    return a.dtype == object and len(a) > 0 and isinstance(a[0], (list, tuple))
+
+
 def _is_numeric_array(a) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind in "fiub"
 
@@ -549,11 +558,13 @@ class PredictionFile:
             raise PredictionFileError(path, f"unnormalized must be 'warn', 'error' or 'ignore'; got {unnormalized!r}")
         if int(chunk_rows) < 1:
             raise PredictionFileError(path, f"chunk_rows must be >= 1; got {chunk_rows}")
+        if not os.path.exists(self.path):
+            raise PredictionFileError(path, "no such file")
+        if os.path.isdir(self.path):
+            raise PredictionFileError(path, "is a directory, not a file")
         fmt = format or detect_format(self.path)
         if fmt not in FORMATS:
             raise PredictionFileError(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        if not os.path.exists(self.path):
-            raise PredictionFileError(path, "no such file")
         chunk_rows = int(chunk_rows)
         if fmt in ("csv", "tsv"):
             delim = delimiter or ("\t" if fmt == "tsv" else ",")
@@ -601,7 +612,7 @@ class PredictionFile:
             label = found[0]
             why["label"] = f"column named {label!r}"
         rest = [n for n in names if n != label]
-        listcols = [n for n in rest if isinstance(first.columns[n], np.ndarray) and first.columns[n].ndim == 2]
+        listcols = [n for n in rest if _is_list_column(first.columns[n])]
         prefix = None
         if columns is not None:
             columns = list(columns)
@@ -615,7 +626,7 @@ class PredictionFile:
         if not is_list and any(c in listcols for c in columns):
             raise PredictionFileError(self.path, f"list column {[c for c in columns if c in listcols][0]!r} cannot be "
                                       "combined with other prediction columns")
-        k = first.columns[columns[0]].shape[1] if is_list else len(columns)
+        k = self._list_floats(first, columns[0], first.columns[columns[0]]).shape[1] if is_list else len(columns)
         if k < 1:
             raise PredictionFileError(self.path, "the prediction list is empty", column=columns[0])
         binary = k == 1
@@ -665,7 +676,9 @@ class PredictionFile:
 
     def _find_columns(self, rest, listcols, first):
         if len(listcols) == 1:
-            return listcols, None, f"the only list column, {listcols[0]!r}"
+            name = listcols[0].lower()
+            prefix = name if name in _LOGIT_PREFIXES or name in _PROB_PREFIXES else None
+            return listcols, prefix, f"the only list column, {listcols[0]!r}"
         if len(listcols) > 1:
             raise PredictionFileError(self.path, f"ambiguous prediction columns: list columns {', '.join(listcols)}; "
                                       "choose with --columns")
@@ -770,7 +783,7 @@ class PredictionFile:
                 bad = (x < 0.0) | (x > 1.0)
                 if bad.any():
                     i, j = (int(t) for t in np.argwhere(bad)[0])
-                    raise PredictionFileError(self.path, f"probability {x[i, j]!r} is outside [0, 1] (if these are "
+                    raise PredictionFileError(self.path, f"probability {float(x[i, j])!r} is outside [0, 1] (if these are "
                                               "logits, pass --logits)", column=names[j], **self._where(raw, i))
                 if not lay.binary and self.unnormalized != "ignore":
                     s = x.sum(axis=1)
@@ -778,7 +791,7 @@ class PredictionFile:
                     if off.any():
                         i = int(np.flatnonzero(off)[0])
                         if self.unnormalized == "error":
-                            raise PredictionFileError(self.path, f"probabilities sum to {s[i]!r}, not 1 (tolerance "
+                            raise PredictionFileError(self.path, f"probabilities sum to {float(s[i])!r}, not 1 (tolerance "
                                                       f"{self.sum_tolerance:g})", **self._where(raw, i))
                         if self._first_bad_sum is None:
                             w = self._where(raw, i)

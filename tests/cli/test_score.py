@@ -198,7 +198,7 @@ def test_binary_probability_column_with_string_labels(cli, tmp_path):
     with open(path, "w") as f:
         f.write("label,prob_spam\n")
         for t, v in zip(y, p):
-            f.write(f"{'spam' if t else 'ham'},{v!r}\n")
+            f.write(f"{'spam' if t else 'ham'},{float(v)!r}\n")
     rep = cli("score", path, "--json").json()
     assert rep["task"] == "binary"
     assert rep["detected"]["classes"] == ["ham", "spam"]
@@ -226,7 +226,7 @@ def test_compat_sklearn_and_keras(cli, tmp_path):
     pb = np.array([0.0, 1.0, 0.3, 0.9])
     yb = np.array([1, 1, 0, 1])
     bpath = tmp_path / "b.csv"
-    bpath.write_text("y,p\n" + "".join(f"{t},{v!r}\n" for t, v in zip(yb, pb)))
+    bpath.write_text("y,p\n" + "".join(f"{t},{float(v)!r}\n" for t, v in zip(yb, pb)))
     kb = cli("score", bpath, "--json", "--compat", "keras").json()
     cb = np.clip(pb, 1e-7, 1 - 1e-7)
     want = -(yb * np.log(cb) + (1 - yb) * np.log(1 - cb)).mean()
