@@ -20,8 +20,7 @@ Every total is also computed by the library (``binary_cross_entropy``,
 
 >>> from crossentropy.cli import main
 >>> main(["explain", "categorical", "--scores", "2,1,-1", "--labels", "0", "--base", "e"])  # doctest: +ELLIPSIS
-Softmax: scores -> probabilities
-...
+Softmax: scores -> probabilities...
 cross-entropy (nats)            = 0.3490
 ...
 0
@@ -106,6 +105,14 @@ def _base(text):
         raise CLIError(f"--base must be a number > 0 other than 1; got {text!r}")
     name = f"log{b:g}"
     return b, name, f"base {b:g}"
+
+
+def _logs(b):
+    if b is None:
+        return "natural logarithms, ln: nats"
+    if b == 2.0:
+        return "base-2 logarithms, log2: bits"
+    return f"base-{b:g} logarithms, log{b:g}"
 
 
 def _log(x, b):
@@ -256,7 +263,7 @@ def _binary_section(out, probs, labels, b, logname, unit, printed):
     """Binary walk-through; returns p(what happened) per sample."""
     n = len(probs)
     ptrue = [p if y == 1 else 1.0 - p for p, y in zip(probs, labels)]
-    out.append(f"Binary cross-entropy ({unit} logarithms, {logname})")
+    out.append(f"Binary cross-entropy ({_logs(b)})")
     out.append("  sample  y   p(y=1)   p(what happened)        " + f"{logname}(p)   -{logname}(p)")
     for i, (p, y, q) in enumerate(zip(probs, labels, ptrue)):
         what = f"{_g(p)}" if y == 1 else f"1 - {_g(p)} = {_g(q)}"
@@ -292,7 +299,7 @@ def _basearg(b):
 
 
 def _categorical_section(out, probs, labels, classes, names, b, logname, unit, printed):
-    out.append(f"Categorical cross-entropy ({unit} logarithms, {logname})")
+    out.append(f"Categorical cross-entropy ({_logs(b)})")
     w = max(len(c) for c in classes)
     out.append("  " + " " * w + "  " + "".join(f"{n:>13}" for n in names))
     for j, c in enumerate(classes):
