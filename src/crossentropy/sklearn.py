@@ -111,7 +111,7 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
     Errors (as scikit-learn, the library's classes): probabilities outside
     [0, 1], NaN or inf, inconsistent lengths, fewer than two classes, labels
     missing from ``labels``, a class count that differs from ``y_proba``'s
-    columns, and weights summing to zero under ``normalize=True``
+    columns, all-zero sample weights, and (signed) weights summing to zero under ``normalize=True``
     (:class:`WeightsSumToZeroError`, a ``ZeroDivisionError``).
 
     >>> from crossentropy.sklearn import log_loss
@@ -146,6 +146,8 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
             if sw.ndim != 1:
                 raise ShapeMismatchError(f"Sample weights must be 1D array or scalar; got shape {sw.shape}")
             lengths.append(sw.shape[0])
+        if sw.size and np.all(sw == 0):
+            raise InvalidOptionError("Sample weights must contain at least one non-zero number.")
     if len(set(lengths)) > 1:
         raise ShapeMismatchError(f"Found input variables with inconsistent numbers of samples: {lengths}")
 
