@@ -116,6 +116,15 @@ def _to_torch(a, like_dtype, device):
 
 def _compute(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad):
     """Loss (and input gradient) as tensors of ``x``'s dtype and device."""
+    loss, g = _compute_raw(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad)
+    if (need_grad and reduction == "mean" and kind in ("ce", "nll") and not target.is_floating_point()
+            and target.numel() > 0 and not bool((target != ignore_index).any())):
+        # Every target ignored: the mean is 0/0 = NaN, and PyTorch's gradient is 0 (not NaN).
+        g = torch.zeros_like(g)
+    return loss, g
+
+
+def _compute_raw(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad):
     cdtype = torch.float32 if x.dtype in _HALF else x.dtype
     opts = _options(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction)
     fn = _FNS[kind]
