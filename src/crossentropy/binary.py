@@ -190,13 +190,21 @@ def binary_cross_entropy(input, target, /, *, sample_weight=None, pos_weight=Non
 
 @quiet
 def _bce_logits(input, target, /, *, need_grad=False, grad_output=None, sample_weight=None, pos_weight=None,
-                label_smoothing=0.0, reduction="mean", base=None):
+                label_smoothing=0.0, reduction="mean", base=None, grad_into=None):
+    fast = _fastpath.bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight, label_smoothing,
+                                reduction, base, grad_into)
+    if fast is not NotImplemented:
+        return fast
     xp, t, sw, pw = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
                              label_smoothing=label_smoothing, reduction=reduction, probs=False)
-    fast = _fastpath.bce_with_logits(xp, input, t, pw, need_grad)
-    loss, g = fast if fast is not NotImplemented else _bce_logits_terms(xp, input, t, pw, need_grad)
-    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
-                  grad_output=grad_output, need_grad=need_grad)
+    fast = _fastpath.bce_with_logits(xp, input, t, pw, need_grad, sample_weight=sw, reduction=reduction, base=base,
+                                     grad_output=grad_output, grad_into=grad_into)
+    if fast is not NotImplemented:
+        return fast  # finished: the kernel folded reduction, weights and base into the gradient
+    loss, g = _bce_logits_terms(xp, input, t, pw, need_grad)
+    return _fastpath.deliver(finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw,
+                                    log_base=log_of_base(base), grad_output=grad_output, need_grad=need_grad),
+                             grad_into, input)
 
 
 def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, pos_weight=None,

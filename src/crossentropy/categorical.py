@@ -215,19 +215,24 @@ def _mask_col(r, v):
 
 @quiet
 def _ce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
-        ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None):
+        ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None, grad_into=None):
+    # grad_into: see _fastpath (value_and_grad(cross_entropy, x, y, grad_into=x) works in place).
+    fast = _fastpath.cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sample_weight,
+                                          ignore_index, label_smoothing, reduction, z_loss, base, grad_into)
+    if fast is not NotImplemented:
+        return fast
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
     z_loss = check_nonnegative_option(z_loss, "z_loss")
     fast = _fastpath.cross_entropy(r.xp, r.x, r.idx if r.kind == "index" else r.prob, kind=r.kind, axis=r.axis,
                                    weight=r.w, ignore_index=ignore_index, label_smoothing=r.eps, z_loss=z_loss,
-                                   need_grad=need_grad)
+                                   need_grad=need_grad, valid=r.valid, sample_weight=r.sw, reduction=reduction,
+                                   base=base, grad_output=grad_output, grad_into=grad_into)
     if fast is not NotImplemented:
-        loss, grad = fast
-    else:
-        loss, grad = _ce_terms(r, z_loss, need_grad)
-    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
-                   norm=r.norm_weight())
+        return fast  # finished: the kernel folded reduction, weights and base into the gradient
+    loss, grad = _ce_terms(r, z_loss, need_grad)
+    return _fastpath.deliver(_finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output,
+                                     need_grad=need_grad, norm=r.norm_weight()), grad_into, r.x)
 
 
 def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
