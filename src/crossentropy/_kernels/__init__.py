@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available", "configure", "config", "get"]
+__all__ = ["available", "configure", "config", "get", "warmup"]
 
 SMALL_WORK = 1 << 15  # elements below which the serial kernel is used (no thread wake-up)
 
@@ -95,3 +95,28 @@ def row_block(n_rows: int, n_threads: int) -> int:
     if b:
         return max(1, int(b))
     return max(1, -(-n_rows // (4 * n_threads)))
+
+
+def warmup() -> bool:
+    """Compile (or load from numba's on-disk cache) every kernel variant now.
+
+    The first call of each variant otherwise pays numba's compile time (tens of
+    seconds in all, once per machine thanks to ``cache=True``) inside whatever
+    runs first, e.g. a test with a deadline.  Returns False without numba.
+    """
+    if get() is None:
+        return False
+    import numpy as np
+
+    import crossentropy as ce
+
+    for dt in (np.float32, np.float64):
+        for n, c in ((2, 3), (64, SMALL_WORK // 64 + 1)):  # serial and parallel kernels
+            x = np.zeros((n, c), dt)
+            y = np.zeros(n, np.int64)
+            p = np.full((n, c), 1.0 / c, dt)
+            ce.value_and_grad(ce.cross_entropy, x, y)
+            ce.value_and_grad(ce.cross_entropy, x, p)
+            ce.binary_cross_entropy_with_logits(x, p)
+            ce.value_and_grad(ce.binary_cross_entropy_with_logits, x, p)
+    return True

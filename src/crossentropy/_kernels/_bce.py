@@ -20,14 +20,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._ce import LANES, _lane_tree
+from ._ce import FASTMATH, LANES, _lane_tree
 from ._math import cst, exp_le0, log1p_01
 
 CHUNK = 1 << 16
-_JIT = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")  # numpy: x/0 → inf, no Python exception branch (which blocks SIMD)
+_JIT = dict(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy")  # see _ce.py
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _bce_loss(v, y, pw, has_pw):
     zero = cst(0.0, v)
     e = exp_le0(-abs(v))
@@ -39,7 +39,7 @@ def _bce_loss(v, y, pw, has_pw):
     return (wt * sp_neg if wt != zero else zero) + (q * sp_pos if q != zero else zero)
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _bce_loss_grad(v, y, pw, has_pw):
     zero = cst(0.0, v)
     one = cst(1.0, v)

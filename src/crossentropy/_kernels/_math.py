@@ -103,7 +103,7 @@ E4_32 = np.float32(0.041897911578416824)
 E5_32 = np.float32(0.008290297351777554)
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def exp_le0_f32(t):
     # −inf and very negative t clamp to −88 (result 0 after the scale below);
     # the comparison is false for NaN, so NaN stays NaN and propagates.
@@ -125,7 +125,7 @@ def exp_le0_f32(t):
     return p * _f32_from_bits((_bits_of_f32(y) + np.int32(127)) << np.int32(23))
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def exp_le0_f64(t):
     t = -709.0 if t < -709.0 else t
     y = t * LOG2E_64 + MAGIC_64
@@ -160,7 +160,7 @@ def _ol_exp_le0(t):
     return lambda t: exp_le0_f64(t)
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def log1p_01_f32(u):
     # log1p(u) for u in [0, 1] via 2·atanh(s): log(1+u) = 2·atanh(u/(2+u)) has
     # no cancellation for tiny u.  Above √2−1 we use log(1+u) = ln2 + log((1+u)/2)
@@ -180,7 +180,7 @@ def log1p_01_f32(u):
     return (LN2HI_32 + (LN2LO_32 + v)) if big else v
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def log1p_01_f64(u):
     big = u > 0.41421356237309503
     num = (u - 1.0) if big else u
