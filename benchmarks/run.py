@@ -5,8 +5,8 @@ Run from the repository root::
     python -m benchmarks            # full suite (a few minutes)
     python -m benchmarks --quick    # small shapes, few repeats (seconds)
 
-Every number in a row is measured in the same run, interleaved case by case,
-and reported as a median; the table shows ratios, which survive a noisy,
+Every number in a row is measured in the same run, the variants interleaved
+round by round, and reported as a median; the table shows ratios, which survive a noisy,
 shared machine far better than absolute times.  Columns:
 
 ``ours``      crossentropy (``cross_entropy`` / ``value_and_grad``) on NumPy float32
@@ -54,20 +54,6 @@ FIELDS = ["case", "shape", "mode", "ours_s", "torch_s", "naive_s", "read_s", "co
 # ---------------------------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------------------------
-
-def median_time(fn, repeats, budget_s):
-    """Median wall time of ``fn()`` over at most ``repeats`` runs (fewer if over ``budget_s``)."""
-    fn()  # warm-up: JIT, caches, page-in
-    times = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s and len(times) >= 3:
-            break
-    return float(np.median(times)), len(times)
-
 
 def traced_peak(fn):
     """Peak bytes allocated (tracemalloc, NumPy included) while ``fn()`` runs."""
@@ -151,20 +137,36 @@ def _mib(b):
 
 
 def run_case(case, shape, mode, ours, theirs, naive, x, repeats, budget, dst):
-    """Time and measure one row; all columns come from this one call."""
-    t_ours, reps = median_time(ours, repeats, budget)
-    t_torch, _ = median_time(theirs, repeats, budget) if theirs else (float("nan"), 0)
-    t_naive, _ = median_time(naive, repeats, budget)
-    t_read, _ = median_time(lambda: np.max(x), repeats, budget)
-    t_copy, _ = median_time(lambda: x.copy(), repeats, budget)
-    t_copy_into, _ = median_time(lambda: np.copyto(dst, x), repeats, budget)
+    """Time and measure one row; all columns come from this one call.
+
+    The variants are interleaved: each round times ours, torch, naive and the
+    three floors once, in turn, so a burst of load from other jobs hits all of
+    them alike instead of one variant's whole series; medians per variant.
+    """
+    variants = {"ours": ours, "torch": theirs, "naive": naive, "read": lambda: np.max(x),
+                "copy": lambda: x.copy(), "copy_into": lambda: np.copyto(dst, x)}
+    variants = {k: f for k, f in variants.items() if f is not None}
+    for f in variants.values():
+        f()  # warm-up: JIT, caches, page-in
+    times = {k: [] for k in variants}
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for k, f in variants.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times["ours"]) >= 3:
+            break
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    t_ours, t_read, t_copy, t_copy_into = med["ours"], med["read"], med["copy"], med["copy_into"]
+    t_torch, t_naive = med.get("torch", float("nan")), med["naive"]
     row = dict(case=case, shape="x".join(map(str, shape)), mode=mode, ours_s=t_ours, torch_s=t_torch,
                naive_s=t_naive, read_s=t_read, copy_s=t_copy, copy_into_s=t_copy_into,
                torch_over_ours=t_torch / t_ours, naive_over_ours=t_naive / t_ours, ours_over_read=t_ours / t_read,
                ours_over_copy=t_ours / t_copy, ours_over_copy_into=t_ours / t_copy_into,
                ours_peak_mib=_mib(traced_peak(ours)), torch_peak_mib=_mib(rss_peak(theirs)) if theirs else float("nan"),
                naive_peak_mib=_mib(traced_peak(naive)), output_mib=_mib(x.nbytes) if mode != "fwd" else 0.0,
-               repeats=reps)
+               repeats=len(times["ours"]))
     return row
 
 
@@ -177,8 +179,8 @@ def suite(quick=False, repeats=None, budget=None, with_torch=True, log=print):
     except ImportError:  # the table still has every other column
         torch = None
         with_torch = False
-    repeats = repeats or (3 if quick else 7)
-    budget = budget or (0.3 if quick else 20.0)
+    repeats = repeats or (3 if quick else 9)
+    budget = budget or (0.5 if quick else 60.0)
     rng = np.random.default_rng(0)
     rows = []
     ce_shapes = QUICK_CE_SHAPES if quick else FULL_CE_SHAPES

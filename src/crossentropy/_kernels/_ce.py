@@ -440,9 +440,13 @@ def _rows_index(x, y, w, has_w, wsum, ii, has_ii, eps, z, need_grad, gs, gstride
             ag = alpha * g
             sg = spread * g
             mode = (2 if has_w else 1) if (smooth and valid) else 0
-            if C < LANES and mode == 0:
-                for j in range(C):  # short rows: the same formula, inline
-                    out[j] = ag * exp_le0((row[j] - M) - logS)
+            if C < LANES and mode == 0:  # short rows: the same formula, inline
+                if inplace:
+                    for j in range(C):
+                        out[j] = ag * exp_le0((out[j] - M) - logS)
+                else:
+                    for j in range(C):
+                        out[j] = ag * exp_le0((row[j] - M) - logS)
             for t in range(nt if (C >= LANES or mode != 0) else 0):
                 a0 = t * TILE
                 a1 = min(C, a0 + TILE)
