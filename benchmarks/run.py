@@ -328,7 +328,7 @@ def plot(rows, path):
     ax.set_xticks(xs)
     ax.set_xticklabels(labels, fontsize=7, rotation=60, ha="right")
     ax.set_title("Cross-entropy on CPU, float32: time relative to one read of the logits (lower is better)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
