@@ -350,7 +350,8 @@ def sigmoid_binary_cross_entropy(logits, labels):
 
     >>> import jax.numpy as jnp
     >>> from crossentropy.jax import sigmoid_binary_cross_entropy
-    >>> sigmoid_binary_cross_entropy(jnp.array([1e4, -1e4, 0.0]), jnp.array([1.0, 1.0, 0.5])).tolist()
+    >>> f32 = jnp.float32
+    >>> sigmoid_binary_cross_entropy(jnp.array([1e4, -1e4, 0.0], f32), jnp.array([1.0, 1.0, 0.5], f32)).tolist()
     [0.0, 10000.0, 0.6931471824645996]
     """
     x, y = _binary_args(logits, labels)

@@ -11,7 +11,6 @@ import pytest
 import crossentropy
 import crossentropy.jax as cj
 
-jax.config.update("jax_enable_x64", False)
 R = np.random.default_rng(0)
 X = jnp.asarray(R.normal(size=(5, 4)) * 3, dtype=jnp.float32)
 X3 = jnp.asarray(R.normal(size=(3, 4, 2)) * 2, dtype=jnp.float32)

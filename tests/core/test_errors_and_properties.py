@@ -14,7 +14,6 @@ import crossentropy as ce
 from crossentropy import (InvalidDTypeError, InvalidOptionError, ProbabilityRangeError, ShapeMismatchError,
                           TargetOutOfRangeError)
 
-jax.config.update("jax_enable_x64", True)
 X = np.array([[2.0, 1.0, -1.0], [0.5, 0.5, 3.0]])
 
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import crossentropy as ce
 
-jax.config.update("jax_enable_x64", True)
 DTYPES = [np.float32, np.float64]
 
 

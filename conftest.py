@@ -1,0 +1,11 @@
+"""Root pytest configuration, loaded before anything under tests/ or src/.
+
+JAX's x64 switch is process-global: it gets one value for the whole session,
+set before any module imports jax, so a float64 parity test never silently runs
+in float32 because of which module an xdist worker happened to import first.
+Tests and doctests that want float32 ask for it with an explicit dtype.
+"""
+
+import os
+
+os.environ["JAX_ENABLE_X64"] = "1"
