@@ -26,7 +26,8 @@ import numpy as np
 
 from . import _kernels
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
-from ._reduction import Terms, _broadcast_weight, finish
+from ._backend import namespace
+from ._reduction import Terms, _broadcast_weight, denominators, finish
 from ._validation import REDUCTIONS
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -87,7 +88,6 @@ def _grad_scale(dtype, shape, *, reduction, sample_weight, log_base, grad_output
     """``(gs, stride)``: the per-sample factor folded into the kernel's gradient, or None."""
     g = 1.0
     arr = None
-    n_valid = None
     if sample_weight is not None:
         arr = np.asarray(_broadcast_weight(np, np.asarray(sample_weight).astype(dtype), shape, "sample_weight"),
                          dtype=np.float64)
@@ -100,18 +100,15 @@ def _grad_scale(dtype, shape, *, reduction, sample_weight, log_base, grad_output
                 go = _broadcast_weight(np, go, shape, "grad_output")
             arr = go.astype(np.float64) if arr is None else arr * go
     else:
-        if reduction == "mean":
-            if norm is None and arr is None:
-                denom = float(np.count_nonzero(valid)) if valid is not None else float(np.prod(shape))
-            else:
+        if reduction in ("mean", "sum_over_batch_size"):
+            nw = None
+            if norm is not None or arr is not None:
                 w = norm if norm is not None else 1.0
-                w = w * arr if arr is not None else np.broadcast_to(np.asarray(w, np.float64), shape)
-                denom = float(np.sum(w if valid is None else np.where(valid, w, 0.0)))
-            # an empty / all-ignored / all-zero-weight mean keeps its (zero) gradient, as finish() does
-            g = g / denom if denom != 0.0 else g
-        elif reduction == "sum_over_batch_size":
-            n_valid = float(np.count_nonzero(valid)) if valid is not None else float(np.prod(shape))
-            g = g / (n_valid if n_valid > 0 else 1.0)
+                nw = w * arr if arr is not None else np.broadcast_to(np.asarray(w, np.float64), shape)
+            # the divisor finish() would use (one definition, in _reduction)
+            _, div = denominators(namespace(), np.broadcast_to(np.float64(0.0), shape), reduction=reduction, norm=nw,
+                                  valid=valid)
+            g = g / float(div)
         if grad_output is not None:
             go = np.asarray(grad_output)
             if go.size != 1:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ._errors import ShapeMismatchError
 
-__all__ = ["Terms", "finish"]
+__all__ = ["Terms", "finish", "denominators"]
 
 
 @dataclass
@@ -79,25 +79,13 @@ def finish(xp, t: Terms, *, reduction, sample_weight=None, log_base=None, grad_o
         return out, grad
 
     total = xp.sum(loss)
-    if reduction == "sum":
-        scale = None
-    elif reduction == "mean":
-        if norm is None:
-            denom = _count(xp, t, loss)
-        else:
-            denom = xp.sum(norm if t.valid is None else xp.where(t.valid, norm, xp.zeros_like(norm)))
+    denom, scale = denominators(xp, loss, reduction=reduction, norm=norm, valid=t.valid)
+    if reduction == "mean":
         # 0/0 → NaN on purpose: the mean of nothing is undefined (PyTorch agrees).
         total = total / denom
-        # The gradient of an empty / all-ignored / all-zero-weight mean: every
-        # term's gradient is already 0 there, and it stays 0 (PyTorch agrees)
-        # instead of becoming 0/0.
-        scale = xp.where(denom == 0, xp.ones_like(denom), denom)
-    else:  # sum_over_batch_size
-        cnt = _count(xp, t, loss)
+    elif reduction == "sum_over_batch_size":
         # Keras uses divide_no_nan: an empty or all-ignored batch gives 0, not NaN.
-        safe = xp.where(cnt > 0, cnt, xp.ones_like(cnt))
-        total = xp.where(cnt > 0, total / safe, xp.zeros_like(total))
-        scale = safe
+        total = xp.where(denom > 0, total / scale, xp.zeros_like(total))
     if need_grad:
         if scale is not None:
             grad = grad / scale
@@ -106,13 +94,39 @@ def finish(xp, t: Terms, *, reduction, sample_weight=None, log_base=None, grad_o
     return total, grad
 
 
-def _count(xp, t: Terms, loss):
-    if t.valid is None:
+def denominators(xp, loss, *, reduction, norm, valid):
+    """``(denominator of the value, divisor of the gradient)`` for a reduction.
+
+    The one definition of what ``'mean'`` and ``'sum_over_batch_size'``
+    divide by, shared by :func:`finish` and the fast kernels (which fold the
+    gradient's divisor into the sweep that writes it).  ``norm`` is the
+    per-sample normaliser weight *including* sample weights (None → 1) and
+    ``valid`` the mask of counted samples (None → all).  ``(None, None)`` for
+    ``'none'`` and ``'sum'``.
+
+    The gradient's divisor is never 0: an empty / all-ignored / all-zero-weight
+    batch has an all-zero gradient, and it stays 0 (PyTorch agrees) instead of
+    becoming 0/0.
+    """
+    if reduction == "mean":
+        if norm is None:
+            denom = _count(xp, valid, loss)
+        else:
+            denom = xp.sum(norm if valid is None else xp.where(valid, norm, xp.zeros_like(norm)))
+    elif reduction == "sum_over_batch_size":
+        denom = _count(xp, valid, loss)
+    else:
+        return None, None
+    return denom, xp.where(denom == 0, xp.ones_like(denom), denom)
+
+
+def _count(xp, valid, loss):
+    if valid is None:
         n = 1
         for s in loss.shape:
             n *= int(s)
         return xp.asarray(float(n), like=loss)
-    return xp.sum(xp.astype(t.valid, loss))
+    return xp.sum(xp.astype(valid, loss))
 
 
 def _expand(xp, w, class_axis):
