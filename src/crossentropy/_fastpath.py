@@ -226,7 +226,7 @@ def cross_entropy(xp, x, target, *, kind, axis, weight, ignore_index, label_smoo
                            inplace)
     if bad >= 0:  # cannot happen after _prepare's validation; kept for safety
         return NotImplemented
-    value, _ = finish(np_ns(), Terms(loss.reshape(shape), None, norm, valid, x.ndim - 1), reduction=reduction,
+    value, _ = finish(namespace(), Terms(loss.reshape(shape), None, norm, valid, x.ndim - 1), reduction=reduction,
                       sample_weight=sample_weight, log_base=log_base, need_grad=False)
     return value, (grad if need_grad else None)
 
@@ -285,15 +285,9 @@ def cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sa
         value = dt(total) / dt(cnt)  # 0/0 = NaN, as finish()
     else:
         valid = None if ignore_index is None else (target != ignore_index)
-        value, _ = finish(np_ns(), Terms(loss.reshape(x.shape[:-1]), None, None, valid, x.ndim - 1),
+        value, _ = finish(namespace(), Terms(loss.reshape(x.shape[:-1]), None, None, valid, x.ndim - 1),
                           reduction=reduction, need_grad=False)
     return value, (grad if need_grad else None)
-
-
-def np_ns():
-    from ._backend import namespace
-
-    return namespace()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +353,7 @@ def bce_with_logits(xp, x, t, pos_weight, need_grad, *, sample_weight=None, redu
             return NotImplemented
     g_out = grad if need_grad else None
     if not reduce:
-        value, _ = finish(np_ns(), Terms(loss.reshape(shape), None), reduction=reduction,
+        value, _ = finish(namespace(), Terms(loss.reshape(shape), None), reduction=reduction,
                           sample_weight=sample_weight, log_base=log_base, need_grad=False)
         return value, g_out
     # finish() on the chunk partials: the same operations, with the count of elements
@@ -389,5 +383,5 @@ def bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight,
         return NotImplemented
     if need_grad and grad_output is not None and (reduction == "none" or type(grad_output) not in (int, float)):
         return NotImplemented
-    return bce_with_logits(np_ns(), input, target, None, need_grad, reduction=reduction, grad_output=grad_output,
+    return bce_with_logits(namespace(), input, target, None, need_grad, reduction=reduction, grad_output=grad_output,
                            check_target=True)
