@@ -138,3 +138,23 @@ def json_ready(obj):
     if isinstance(obj, (list, tuple)):
         return [json_ready(v) for v in obj]
     return obj
+
+
+def parse_base(text) -> float | None:
+    """The ``--base`` option: ``None`` for natural logs (``e``, ``nats``, ``ln``), else the base.
+
+    >>> parse_base("bits"), parse_base("10"), parse_base("e")
+    (2.0, 10.0, None)
+    """
+    t = str(text).strip().lower()
+    if t in ("e", "nats", "ln"):
+        return None
+    if t in ("2", "bits"):
+        return 2.0
+    try:
+        b = float(t)
+    except ValueError:
+        raise CLIError(f"--base must be a number > 0 other than 1, 'e' or 'bits'; got {text!r}") from None
+    if not (b > 0 and b != 1 and math.isfinite(b)):
+        raise CLIError(f"--base must be a number > 0 other than 1; got {text!r}")
+    return b

@@ -37,7 +37,7 @@ from .. import activations as _act
 from .. import binary as _binary
 from .. import categorical as _categorical
 from .._grad import value_and_grad
-from ._common import CLIError, OutputFiles, need_matplotlib
+from ._common import CLIError, OutputFiles, need_matplotlib, parse_base
 
 __all__ = ["add_parser", "run", "STUDENTS", "FRUIT"]
 
@@ -92,19 +92,13 @@ def add_parser(sub) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def _base(text):
-    t = str(text).strip().lower()
-    if t in ("e", "nats", "ln"):
+    """``(base, log name, unit name)`` for the printed formulas."""
+    b = parse_base(text)
+    if b is None:
         return None, "ln", "nats"
-    if t in ("2", "bits"):
+    if b == 2.0:
         return 2.0, "log2", "bits"
-    try:
-        b = float(t)
-    except ValueError:
-        raise CLIError(f"--base must be a number > 0 other than 1, or e; got {text!r}") from None
-    if not (b > 0 and b != 1 and math.isfinite(b)):
-        raise CLIError(f"--base must be a number > 0 other than 1; got {text!r}")
-    name = f"log{b:g}"
-    return b, name, f"base {b:g}"
+    return b, f"log{b:g}", f"base {b:g}"
 
 
 def _logs(b):

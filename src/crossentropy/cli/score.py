@@ -18,7 +18,7 @@ from importlib import resources
 
 from ..io import DEFAULT_CHUNK_ROWS, FORMATS, PredictionFile
 from ..metrics import LOSS_HIST_EDGES, ScoreAccumulator
-from ._common import CLIError, OutputFiles, Progress, json_ready, need_matplotlib
+from ._common import CLIError, OutputFiles, Progress, json_ready, need_matplotlib, parse_base
 
 __all__ = ["add_parser", "run", "EXAMPLES", "example_path", "render_text"]
 
@@ -38,20 +38,6 @@ def example_path(name: str) -> str:
     'digits_logreg.csv'
     """
     return str(resources.files("crossentropy") / "data" / EXAMPLES[name][0])
-
-
-def _base(text: str):
-    if text in ("e", "nats"):
-        return None
-    if text in ("2", "bits"):
-        return 2.0
-    try:
-        b = float(text)
-    except ValueError:
-        raise CLIError(f"--base must be a number > 0 other than 1, 'e' or 'bits'; got {text!r}") from None
-    if not (b > 0 and b != 1 and math.isfinite(b)):
-        raise CLIError(f"--base must be a number > 0 other than 1; got {text!r}")
-    return b
 
 
 def add_parser(sub) -> None:
@@ -106,7 +92,7 @@ def run(args) -> int:
         raise CLIError("give a file or --example, not both")
     if args.bins < 1 or args.worst < 0 or args.chunk_rows < 1:
         raise CLIError("--bins and --chunk-rows must be >= 1 and --worst >= 0")
-    base = _base(args.base) if args.base is not None else None
+    base = parse_base(args.base) if args.base is not None else None
     plt = need_matplotlib() if args.plot else None  # fail before the long part, not after
     if args.plot and not args.plot.lower().endswith(".png"):
         raise CLIError(f"--plot writes PNG; name the file *.png (got {args.plot!r})")
