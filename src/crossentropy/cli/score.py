@@ -17,7 +17,7 @@ import sys
 from importlib import resources
 
 from ..io import DEFAULT_CHUNK_ROWS, FORMATS, PredictionFile
-from ..metrics import LOSS_HIST_EDGES, ScoreAccumulator
+from ..metrics import ScoreAccumulator
 from ._common import CLIError, OutputFiles, Progress, json_ready, need_matplotlib, parse_base
 
 __all__ = ["add_parser", "run", "EXAMPLES", "example_path", "render_text"]
