@@ -24,7 +24,7 @@ class CrossEntropyError(Exception):
 
 class InvalidOptionError(CrossEntropyError, ValueError):
     """A keyword option has a value outside its domain (unknown reduction,
-    ``label_smoothing`` outside [0, 1], negative weights, ...)."""
+    ``label_smoothing`` outside [0, 1], an unknown reduction, ...)."""
 
 
 class ShapeMismatchError(CrossEntropyError, ValueError):

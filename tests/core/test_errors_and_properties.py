@@ -28,8 +28,6 @@ X = np.array([[2.0, 1.0, -1.0], [0.5, 0.5, 3.0]])
     (lambda: ce.cross_entropy(np.array([[1, 2]]), np.array([0])), InvalidDTypeError, ["input", "floating", "int"]),
     (lambda: ce.cross_entropy(X, np.array([0, 1]), reduction="avg"), InvalidOptionError, ["reduction", "'avg'", "'mean'"]),
     (lambda: ce.cross_entropy(X, np.array([0, 1]), label_smoothing=1.5), InvalidOptionError, ["label_smoothing", "[0, 1]", "1.5"]),
-    (lambda: ce.cross_entropy(X, np.array([0, 1]), weight=np.array([1.0, -1.0, 1.0])), InvalidOptionError, ["weight[1]", "negative"]),
-    (lambda: ce.binary_cross_entropy_with_logits(np.zeros(2), np.zeros(2), pos_weight=np.array([-1.0, 1])), InvalidOptionError, ["pos_weight[0]", "negative"]),
     (lambda: ce.cross_entropy(X, np.full((2, 3), 1 / 3), ignore_index=-100), InvalidOptionError, ["ignore_index", "probabilities"]),
     (lambda: ce.cross_entropy(X, np.array([0, 1]), weight=np.ones(2)), ShapeMismatchError, ["weight", "(3,)"]),
     (lambda: ce.cross_entropy(X, np.array([True, False])), InvalidDTypeError, ["bool"]),
