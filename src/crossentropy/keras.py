@@ -45,7 +45,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ._errors import InvalidOptionError
+from ._errors import InvalidOptionError, ShapeMismatchError
 
 __all__ = [
     "BinaryCrossentropy",
@@ -103,6 +103,36 @@ def _same_rank(y_true, y_pred):
         else:
             y_pred = ops.squeeze(y_pred, axis=-1)
     return y_true, y_pred
+
+
+def _dims(x):
+    # Static shape; ``None`` for a dimension unknown until run time (symbolic tensors in ``fit``).
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def _mismatch(a, b):
+    return len(a) != len(b) or any(p is not None and q is not None and p != q for p, q in zip(a, b))
+
+
+def _require_same_shape(loss, y_true, y_pred):
+    """Keras's rule for the binary and categorical losses: after the rank adjustment, equal shapes."""
+    t, p = _dims(y_true), _dims(y_pred)
+    if _mismatch(t, p):
+        raise ShapeMismatchError(
+            f"{loss}: y_true and y_pred must have the same shape (a trailing dimension of 1 is squeezed or "
+            f"added first, as Keras does); got y_true.shape={t}, y_pred.shape={p}")
+    if loss.startswith("Categorical") and not p:
+        raise ShapeMismatchError(f"{loss}: y_true and y_pred must be at least rank 1; got shape {p}")
+
+
+def _require_broadcastable(loss, y_true_shape, y_pred_shape):
+    """The focal/generalised categorical losses broadcast y_true against y_pred, as Keras does; a pair that
+    does not broadcast gets our error instead of the backend's."""
+    for p, q in zip(reversed(y_true_shape), reversed(y_pred_shape)):
+        if p is not None and q is not None and p != q and 1 not in (p, q):
+            raise ShapeMismatchError(
+                f"{loss}: y_true (its one-hot encoding, for integer labels) of shape {y_true_shape} does not "
+                f"broadcast against y_pred of shape {y_pred_shape}")
 
 
 def _logits_of(y_pred, op_type):
@@ -195,6 +225,7 @@ class BinaryCrossentropy(_Base):
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _same_rank(y_true, y_pred)
+        _require_same_shape("BinaryCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -239,6 +270,7 @@ class BinaryFocalCrossentropy(_Base):
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _same_rank(y_true, y_pred)
+        _require_same_shape("BinaryFocalCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -291,14 +323,7 @@ class CategoricalCrossentropy(_Base):
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _same_rank(y_true, y_pred)
-        if len(y_true.shape) != len(y_pred.shape) or any(
-                a is not None and b is not None and a != b for a, b in zip(y_true.shape, y_pred.shape)):
-            from ._errors import ShapeMismatchError
-
-            raise ShapeMismatchError(
-                f"y_true must have the shape of y_pred {tuple(y_pred.shape)}; got {tuple(y_true.shape)} "
-                "(for integer class labels use SparseCategoricalCrossentropy)"
-            )
+        _require_same_shape("CategoricalCrossentropy", y_true, y_pred)
         y = _smooth_categorical(ops.cast(y_true, y_pred.dtype), self.label_smoothing, y_pred.dtype)
         logits = y_pred if self.from_logits else _logits_of(y_pred, "Softmax")
         logp = _log_softmax(logits, self.axis) if logits is not None else ops.log(_renorm_clip(y_pred, self.axis))
@@ -338,11 +363,22 @@ class SparseCategoricalCrossentropy(_Base):
     def call(self, y_true, y_pred):
         y_true, y_pred = _tensors(y_true, y_pred)
         nd = len(y_pred.shape)
+        if nd < 1:
+            raise ShapeMismatchError(f"SparseCategoricalCrossentropy: y_pred must be at least rank 1; got shape {_dims(y_pred)}")
         ax = self.axis % nd if -nd <= self.axis < nd else None
         if ax is None:
             raise InvalidOptionError(f"axis={self.axis} is out of range for y_pred of rank {nd}")
         if len(y_true.shape) == nd and y_true.shape[ax] == 1:
             y_true = ops.squeeze(y_true, axis=ax)
+        # Keras's rule (its PyTorch backend's wording for any axis; TensorFlow and JAX accept the last axis only):
+        # the labels have the shape of y_pred without the class axis.
+        expected = tuple(d for i, d in enumerate(_dims(y_pred)) if i != ax)
+        if _mismatch(_dims(y_true), expected):
+            where = "up until the last dimension" if ax == nd - 1 else f"except along the class axis {self.axis}"
+            raise ShapeMismatchError(
+                f"SparseCategoricalCrossentropy: y_true and y_pred must have the same shape {where}: y_true must "
+                f"have shape {expected} (or with a 1 inserted at the class axis); got y_true.shape="
+                f"{_dims(y_true)}, y_pred.shape={_dims(y_pred)}")
         valid = None
         if self.ignore_class is not None:
             valid = ops.not_equal(y_true, ops.cast(self.ignore_class, y_true.dtype))
@@ -404,6 +440,7 @@ class CategoricalFocalCrossentropy(_Base):
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _same_rank(y_true, y_pred)
+        _require_broadcastable("CategoricalFocalCrossentropy", _dims(y_true), _dims(y_pred))
         y = _smooth_categorical(ops.cast(y_true, y_pred.dtype), self.label_smoothing, y_pred.dtype)
         p = ops.softmax(y_pred, axis=self.axis) if self.from_logits else y_pred
         c = _renorm_clip(p, self.axis)
@@ -444,6 +481,8 @@ class CategoricalGeneralizedCrossEntropy(_Base):
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
         n = y_pred.shape[-1] if y_pred.shape[-1] is not None else ops.shape(y_pred)[-1]
+        _require_broadcastable("CategoricalGeneralizedCrossEntropy", _dims(y_true) + (_dims(y_pred)[-1],),
+                               _dims(y_pred))
         onehot = ops.cast(ops.one_hot(ops.cast(y_true, "int32"), n), y_pred.dtype)
         p = ops.sum(y_pred * onehot, axis=-1)
         return (1.0 - ops.power(p, self.q)) / self.q

@@ -157,9 +157,79 @@ def compare(name):
     return dv, dg, scale
 
 
+# Shape rules: name -> (class name, kwargs, y_true shape, y_pred shape, integer labels).  Keras raising
+# (any exception) must coincide with ours raising ShapeMismatchError, on every backend, except the
+# by-design differences in SHAPE_DIFFERENCES.
+SHAPE_CASES = {
+    "BCE (3,1) vs (3,3)": ("BinaryCrossentropy", {}, (3, 1), (3, 3), False),
+    "BCE (3,) vs (3,1)": ("BinaryCrossentropy", {}, (3,), (3, 1), False),
+    "BCE (3,1) vs (3,)": ("BinaryCrossentropy", {}, (3, 1), (3,), False),
+    "BCE (3,3) vs (3,)": ("BinaryCrossentropy", {}, (3, 3), (3,), False),
+    "BCE (2,3) vs (3,2)": ("BinaryCrossentropy", {}, (2, 3), (3, 2), False),
+    "BCE (1,3) vs (2,3)": ("BinaryCrossentropy", {"from_logits": True}, (1, 3), (2, 3), False),
+    "BCE (2,3,1) vs (2,3)": ("BinaryCrossentropy", {}, (2, 3, 1), (2, 3), False),
+    "BFCE (3,1) vs (3,3)": ("BinaryFocalCrossentropy", {}, (3, 1), (3, 3), False),
+    "BFCE (3,) vs (3,1)": ("BinaryFocalCrossentropy", {}, (3,), (3, 1), False),
+    "CCE (3,1) vs (3,3)": ("CategoricalCrossentropy", {}, (3, 1), (3, 3), False),
+    "CCE (3,) vs (3,3)": ("CategoricalCrossentropy", {}, (3,), (3, 3), False),
+    "CCE (3,4) vs (3,3)": ("CategoricalCrossentropy", {"from_logits": True}, (3, 4), (3, 3), False),
+    "CCE (2,3,4) vs (2,3,4)": ("CategoricalCrossentropy", {}, (2, 3, 4), (2, 3, 4), False),
+    "SCCE (3,) vs (3,4)": ("SparseCategoricalCrossentropy", {}, (3,), (3, 4), True),
+    "SCCE (3,1) vs (3,4)": ("SparseCategoricalCrossentropy", {}, (3, 1), (3, 4), True),
+    "SCCE (4,) vs (3,4)": ("SparseCategoricalCrossentropy", {}, (4,), (3, 4), True),
+    "SCCE (3,2) vs (3,4)": ("SparseCategoricalCrossentropy", {}, (3, 2), (3, 4), True),
+    "SCCE (2,3) vs (2,3,4)": ("SparseCategoricalCrossentropy", {"from_logits": True}, (2, 3), (2, 3, 4), True),
+    "SCCE (3,) vs (2,3,4)": ("SparseCategoricalCrossentropy", {}, (3,), (2, 3, 4), True),
+    "SCCE axis=0 (3,) vs (4,3)": ("SparseCategoricalCrossentropy", {"axis": 0}, (3,), (4, 3), True),
+    "SCCE axis=0 (4,) vs (4,3)": ("SparseCategoricalCrossentropy", {"axis": 0}, (4,), (4, 3), True),
+    "CFCE (3,4) vs (3,4)": ("CategoricalFocalCrossentropy", {}, (3, 4), (3, 4), False),
+    "CFCE (1,4) vs (3,4)": ("CategoricalFocalCrossentropy", {}, (1, 4), (3, 4), False),
+    "CFCE (3,5) vs (3,4)": ("CategoricalFocalCrossentropy", {}, (3, 5), (3, 4), False),
+    "GCE (3,) vs (3,4)": ("CategoricalGeneralizedCrossEntropy", {}, (3,), (3, 4), True),
+    "GCE (2,) vs (3,4)": ("CategoricalGeneralizedCrossEntropy", {}, (2,), (3, 4), True),
+    "GCE (2,3) vs (2,3,4)": ("CategoricalGeneralizedCrossEntropy", {}, (2, 3), (2, 3, 4), True),
+}
+
+# Keras raises on these backends where ours computes (by design; docs/adapters.md).
+SHAPE_DIFFERENCES = {
+    "SCCE axis=0 (3,) vs (4,3)": {"tensorflow", "jax"},
+}
+
+
+def _shape_inputs(yt_shape, yp_shape, integer):
+    r = np.random.default_rng(1)
+    yp = r.uniform(0.05, 1.0, yp_shape).astype("float32")
+    yt = r.integers(0, 2, yt_shape) if integer else r.integers(0, 2, yt_shape).astype("float32")
+    return yt, yp
+
+
+def shape_agreement(name):
+    """``(keras raised, ours raised ShapeMismatchError, agree)`` for one SHAPE_CASES entry."""
+    from crossentropy import ShapeMismatchError
+
+    cls, kw, ts, ps, integer = SHAPE_CASES[name]
+    yt, yp = _shape_inputs(ts, ps, integer)
+    out = {}
+    for tag, mod in (("keras", keras.losses), ("ours", ck)):
+        try:
+            v = getattr(mod, cls)(reduction=None, **kw)(yt, yp)
+            out[tag] = ("ok", tuple(v.shape))
+        except ShapeMismatchError:
+            out[tag] = ("ShapeMismatchError", None)
+        except Exception as e:  # noqa: BLE001 - Keras raises ValueError or a backend error
+            out[tag] = (type(e).__name__, None)
+    k_raised, o_raised = out["keras"][0] != "ok", out["ours"][0] != "ok"
+    if keras.backend.backend() in SHAPE_DIFFERENCES.get(name, ()):
+        agree = k_raised and not o_raised
+    else:
+        agree = out["keras"] == out["ours"] if not k_raised else out["ours"][0] == "ShapeMismatchError"
+    return [out["keras"][0], out["ours"][0], bool(agree)]
+
+
 def run_all():
     return {name: compare(name) for name in CASES}
 
 
 if __name__ == "__main__":
-    json.dump({"backend": keras.backend.backend(), "results": run_all()}, sys.stdout)
+    json.dump({"backend": keras.backend.backend(), "results": run_all(),
+               "shapes": {name: shape_agreement(name) for name in SHAPE_CASES}}, sys.stdout)

@@ -55,6 +55,23 @@ def test_parity_other_backends(backend):
     assert d["backend"] == backend
     bad = {k: v for k, v in d["results"].items() if max(v[0], v[1]) > TOL * v[2]}
     assert not bad, bad
+    bad_shapes = {k: v for k, v in d["shapes"].items() if not v[2]}
+    assert not bad_shapes, bad_shapes
+
+
+@pytest.mark.parametrize("name", list(_keras_cases.SHAPE_CASES))
+def test_shape_rules_as_keras_tensorflow(name):
+    # Keras raises (ValueError, or a backend error for the broadcasting losses) exactly when ours
+    # raises ShapeMismatchError; where both compute, the per-sample shapes agree.
+    keras_outcome, ours_outcome, agree = _keras_cases.shape_agreement(name)
+    assert agree, (keras_outcome, ours_outcome)
+
+
+def test_shape_error_message_names_both_shapes():
+    with pytest.raises(crossentropy.ShapeMismatchError, match=r"must have the same shape.*\(3, 1\).*\(3, 3\)"):
+        ck.BinaryCrossentropy()(np.zeros((3, 1)), np.full((3, 3), 0.5))
+    with pytest.raises(ValueError, match="up until the last dimension"):
+        ck.SparseCategoricalCrossentropy()(np.zeros(4, dtype="int32"), np.full((3, 2), 0.5))
 
 
 def test_signatures_match():
