@@ -82,7 +82,8 @@ def _locate(xp, mask) -> tuple:
 
 def _value_at(xp, a, pos):
     v = a[pos] if pos else a
-    return xp.to_numpy(v).item() if xp.name != "numpy" else np.asarray(v).item()
+    # a 0-d array converts with float()/int() on every library and device
+    return float(v) if xp.is_floating(a) else int(v)
 
 
 def _fmt_pos(name: str, pos: tuple) -> str:
@@ -164,15 +165,19 @@ def classify_target(xp, target, name="target") -> str:
 
 
 def as_array(xp, x, like, name):
-    """Lists and scalars become arrays of ``like``'s library, on its device
-    (and in its dtype when they hold floats); arrays pass through."""
+    """Bring an argument into ``xp``'s library: lists, scalars and (when the
+    call's library is not NumPy) NumPy arrays become arrays of that library on
+    ``like``'s device (floating values in ``like``'s dtype); arrays of the
+    call's library pass through untouched."""
     if x is None:
         return None
-    if hasattr(x, "dtype") and hasattr(x, "shape"):
+    if hasattr(x, "dtype") and hasattr(x, "shape") and not (xp.name != "numpy" and isinstance(x, np.ndarray)):
         return x
     arr = np.asarray(x)
     if like is None:
-        return arr
-    if arr.dtype.kind == "f":
+        return arr if xp.name == "numpy" else xp.asarray(arr)
+    if arr.dtype.kind == "f" and not isinstance(x, np.ndarray):
         return xp.asarray(arr, like=like)
-    return xp.asarray(arr, dtype=getattr(xp.xp, arr.dtype.name, None), like=like) if xp.name != "numpy" else arr
+    if xp.name == "numpy":
+        return arr
+    return xp.asarray(arr, dtype=getattr(xp.xp, arr.dtype.name, None), like=like)

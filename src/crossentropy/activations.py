@@ -77,7 +77,7 @@ class SoftmaxParts:
     ``−inf``/``inf``/NaN come out as the plain formula gives them.
     """
 
-    __slots__ = ("xp", "axis", "is_k", "shift", "log_s", "logp")
+    __slots__ = ("xp", "axis", "is_k", "shift", "e", "s", "s_off", "log_s", "logp")
 
     def __init__(self, xp, x, axis):
         self.xp, self.axis = xp, axis
@@ -86,9 +86,10 @@ class SoftmaxParts:
         finite = xp.isfinite(m)
         self.shift = xp.where(finite, m, xp.zeros_like(m))
         self.is_k = xp.is_class(k, int(x.shape[axis]), axis, x.ndim)
-        e = xp.exp(x - self.shift)
-        s_off = xp.sum(xp.where(self.is_k, xp.zeros_like(e), e), axis=axis, keepdims=True)
+        self.e = e = xp.exp(x - self.shift)
+        self.s_off = s_off = xp.sum(xp.where(self.is_k, xp.zeros_like(e), e), axis=axis, keepdims=True)
         s_all = xp.sum(e, axis=axis, keepdims=True)
+        self.s = xp.where(finite, 1.0 + s_off, s_all)
         self.log_s = xp.where(finite, xp.log1p(s_off), xp.log(s_all))
         self.logp = (x - self.shift) - self.log_s
 
@@ -97,10 +98,12 @@ class SoftmaxParts:
         return self.shift + self.log_s
 
     def p(self):
-        return self.xp.exp(self.logp)
+        # e/S (two roundings), not exp(log p), whose error grows with |log p|
+        return self.e / self.s
 
     def one_minus_p(self):
-        return -self.xp.expm1(self.logp)
+        # 1 − p_k = S_off/S at the argmax; elsewhere p ≤ 1/2 and −expm1(log p) is exact enough
+        return self.xp.where(self.is_k, self.s_off / self.s, -self.xp.expm1(self.logp))
 
     def dual_grad(self, a):
         """``(Σ_c a_c)·p − a``, the gradient of ``−Σ_c a_c log p_c`` w.r.t. the logits.

@@ -53,6 +53,7 @@ _TORCH_BCE_EPS = 9.9999999600419720e-13  # == float(np.float32(1e-12))
 
 def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduction, probs):
     xp = namespace(input, target, sample_weight, pos_weight)
+    input = as_array(xp, input, None, "input")
     check_floating(xp, input, "input")
     target = as_array(xp, target, input, "target")
     check_same_shape(input, target, "input", "target")
@@ -70,7 +71,7 @@ def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduc
     if eps:
         # Keras: y ← y·(1 − ε) + ε/2.
         target = target * (1.0 - eps) + 0.5 * eps
-    return xp, target, sample_weight, pos_weight, eps
+    return xp, input, target, sample_weight, pos_weight, eps
 
 
 def _done(xp, loss, grads, eps, *, reduction, sample_weight, base, grad_output):
@@ -162,8 +163,8 @@ def _bce_logits_terms(xp, x, t, pw, need_grad, need_t=False):
 def _bce_probs(input, target, /, *, wrt=(), grad_output=None, sample_weight=None, pos_weight=None,
                label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat)
-    xp, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
-                                  label_smoothing=label_smoothing, reduction=reduction, probs=True)
+    xp, input, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                                         label_smoothing=label_smoothing, reduction=reduction, probs=True)
     loss, grads = _bce_probs_terms(xp, input, t, pw, compat, 0 in wrt, 1 in wrt)
     return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
@@ -213,8 +214,8 @@ def _bce_logits(input, target, /, *, wrt=(), grad_output=None, sample_weight=Non
                                     label_smoothing, reduction, base, grad_into)
         if fast is not NotImplemented:
             return fast[0], ({0: fast[1]} if need_grad else {})
-    xp, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
-                                  label_smoothing=label_smoothing, reduction=reduction, probs=False)
+    xp, input, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                                         label_smoothing=label_smoothing, reduction=reduction, probs=False)
     if 1 not in wrt:
         fast = _fastpath.bce_with_logits(xp, input, t, pw, need_grad, sample_weight=sw, reduction=reduction,
                                          base=base, grad_output=grad_output, grad_into=grad_into)
@@ -297,8 +298,8 @@ def _bfocal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alph
                   sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
-    xp, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
-                                 label_smoothing=label_smoothing, reduction=reduction, probs=True)
+    xp, input, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
+                                        label_smoothing=label_smoothing, reduction=reduction, probs=True)
     p = input
     bce, grads = _bce_probs_terms(xp, p, t, None, compat, 0 in wrt, 1 in wrt)
     if compat == "keras":
@@ -340,8 +341,8 @@ def _bfocal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alp
                    sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
-    xp, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
-                                 label_smoothing=label_smoothing, reduction=reduction, probs=False)
+    xp, input, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
+                                        label_smoothing=label_smoothing, reduction=reduction, probs=False)
     x = input
     bce, grads = _bce_logits_terms(xp, x, t, None, 0 in wrt, 1 in wrt)
     s, sn = sigmoid(x), sigmoid(-x)

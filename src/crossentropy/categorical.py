@@ -107,6 +107,7 @@ class _Prep:
 def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, reduction, sample_weight,
              probs_input=False, allow_prob_target=True, allow_index_target=True):
     xp = namespace(input, target, weight, sample_weight)
+    input = as_array(xp, input, None, "input")
     check_floating(xp, input, "input")
     if input.ndim < 1:
         raise ShapeMismatchError(f"input must have at least one (class) dimension; got shape {tuple(input.shape)}")
