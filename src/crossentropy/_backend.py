@@ -1,14 +1,25 @@
-"""A small array namespace layer: NumPy, PyTorch and JAX behind one interface.
+"""Array-library dispatch: any array-API library behind one small :class:`Ops` object.
 
-The reference implementation is written once against the methods of
-:class:`Namespace`.  NumPy and ``jax.numpy`` already follow the array API
-standard closely, so :class:`Namespace` forwards to them; PyTorch differs in a
-few names (``take_along_dim``, ``clamp``, scalars in ``maximum``), which
-:class:`TorchNamespace` papers over.  No framework is imported here unless the
-caller hands us one of its arrays: the module of the array's type decides.
+The reference implementation is written once against :class:`Ops`, whose
+methods use only the Python array API standard (through the library's own
+namespace, or ``array_api_compat``'s wrapper where the library is not yet
+compliant) plus a few extras the standard lacks (``stop_gradient``,
+``one_hot``, a compensated sum).  So the same code runs on NumPy, PyTorch,
+JAX, CuPy, Dask, ``array_api_strict`` and any other compliant library, on the
+caller's device, and returns the caller's array type: nothing is converted to
+NumPy behind the caller's back.  Autodiff flows through because only the
+framework's own operations are called.
 
-Why not ``array_api_compat``?  We need fewer than thirty operations, and
-keeping numpy as the only runtime dependency is a stated goal.
+``namespace(*arrays)`` picks the library: the first argument that is an array
+of a library other than NumPy decides; Python scalars, lists and NumPy arrays
+map to NumPy.  Mixing two non-NumPy libraries is an error.  Nothing is
+imported until an array of that library is seen.
+
+Values are read (``bool(...)``) only by validation, and only for
+:func:`concrete` arrays: a JAX tracer inside ``jit``, a Dask array, a tensor
+under ``torch.compile`` tracing or a ``vmap``-batched tensor has no values to
+read, so the value checks are skipped there and the computation itself
+(branch-free ``where`` code) goes on symbolically.
 """
 
 from __future__ import annotations
@@ -18,290 +29,361 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidDTypeError
+from ._errors import InvalidDTypeError, InvalidOptionError
 
-__all__ = ["namespace", "Namespace", "TorchNamespace"]
+__all__ = ["namespace", "Ops", "concrete", "log_of_base"]
 
 
-class Namespace:
-    """Operations for array libraries that follow NumPy's spelling."""
+class Ops:
+    """The operations the reference code uses, on one array-API namespace ``xp``."""
 
-    name = "numpy"
+    def __init__(self, xp: Any, name: str) -> None:
+        self.xp = xp
+        self.name = name
 
-    def __init__(self, mod: Any) -> None:
-        self.m = mod
-
-    # -- construction / inspection -------------------------------------------------
-    def asarray(self, x, dtype=None, like=None):
-        if dtype is None and like is not None:
-            dtype = like.dtype
-        return self.m.asarray(x, dtype=dtype)
-
+    # -- inspection ----------------------------------------------------------------------
     def is_floating(self, x) -> bool:
-        return bool(np.issubdtype(np.dtype(x.dtype), np.floating))
+        return bool(self.xp.isdtype(x.dtype, "real floating"))
 
     def is_integer(self, x) -> bool:
-        return bool(np.issubdtype(np.dtype(x.dtype), np.integer))
+        return bool(self.xp.isdtype(x.dtype, "integral"))
 
     def is_bool(self, x) -> bool:
-        return np.dtype(x.dtype) == np.bool_
+        return bool(self.xp.isdtype(x.dtype, "bool"))
 
     def eps(self, x) -> float:
-        return float(np.finfo(np.dtype(x.dtype)).eps)
+        return float(self.xp.finfo(x.dtype).eps)
 
-    def to_numpy(self, x) -> np.ndarray:
-        return np.asarray(x)
+    def device(self, x):
+        import array_api_compat
+
+        return array_api_compat.device(x)
+
+    # -- construction --------------------------------------------------------------------
+    def asarray(self, x, dtype=None, like=None):
+        if like is not None:
+            return self.xp.asarray(x, dtype=like.dtype if dtype is None else dtype, device=self.device(like))
+        return self.xp.asarray(x, dtype=dtype)
+
+    def scalar(self, value, like):
+        """A 0-d array of ``like``'s dtype and device."""
+        return self.xp.asarray(value, dtype=like.dtype, device=self.device(like))
 
     def zeros_like(self, x):
-        return self.m.zeros_like(x)
+        return self.xp.zeros_like(x)
 
     def ones_like(self, x):
-        return self.m.ones_like(x)
+        return self.xp.ones_like(x)
 
     def full_like(self, x, value):
-        return self.m.full_like(x, value)
+        return self.xp.full_like(x, value)
 
     def astype(self, x, like):
-        return x.astype(like.dtype) if x.dtype != like.dtype else x
+        return x if x.dtype == like.dtype else self.xp.astype(x, like.dtype)
 
     def zeros(self, shape, like):
-        return self.m.zeros(shape, dtype=like.dtype)
+        return self.xp.zeros(shape, dtype=like.dtype, device=self.device(like))
 
-    # -- elementwise ---------------------------------------------------------------
+    def arange_like(self, n, like):
+        return self.xp.arange(n, device=self.device(like))
+
+    # -- elementwise ---------------------------------------------------------------------
     def exp(self, x):
-        return self.m.exp(x)
+        return self.xp.exp(x)
 
     def log(self, x):
-        return self.m.log(x)
+        return self.xp.log(x)
 
     def log1p(self, x):
-        return self.m.log1p(x)
+        return self.xp.log1p(x)
 
     def expm1(self, x):
-        return self.m.expm1(x)
+        return self.xp.expm1(x)
 
     def abs(self, x):
-        return self.m.abs(x)
+        return self.xp.abs(x)
+
+    def tanh(self, x):
+        return self.xp.tanh(x)
 
     def maximum(self, x, y):
-        return self.m.maximum(x, y)
+        return self.xp.maximum(x, y if hasattr(y, "dtype") else self.scalar(y, x))
 
     def minimum(self, x, y):
-        return self.m.minimum(x, y)
+        return self.xp.minimum(x, y if hasattr(y, "dtype") else self.scalar(y, x))
 
     def clip(self, x, lo, hi):
-        return self.m.clip(x, lo, hi)
+        return self.xp.clip(x, lo, hi)
 
     def where(self, cond, x, y):
-        return self.m.where(cond, x, y)
+        if not hasattr(x, "dtype"):
+            x = self.scalar(x, y)
+        elif not hasattr(y, "dtype"):
+            y = self.scalar(y, x)
+        return self.xp.where(cond, x, y)
 
     def isnan(self, x):
-        return self.m.isnan(x)
+        return self.xp.isnan(x)
 
     def isinf(self, x):
-        return self.m.isinf(x)
+        return self.xp.isinf(x)
+
+    def isfinite(self, x):
+        return self.xp.isfinite(x)
 
     def power(self, x, p):
-        return x**p
+        return self.xp.pow(x, p if hasattr(p, "dtype") else self.scalar(p, x))
 
-    # -- reductions / shape --------------------------------------------------------
+    # -- reductions / shape --------------------------------------------------------------
     def sum(self, x, axis=None, keepdims=False):
-        return self.m.sum(x, axis=axis, keepdims=keepdims)
+        return self.xp.sum(x, axis=axis, keepdims=keepdims)
 
     def max(self, x, axis=None, keepdims=False):
-        return self.m.max(x, axis=axis, keepdims=keepdims)
+        return self.xp.max(x, axis=axis, keepdims=keepdims)
+
+    def min(self, x, axis=None, keepdims=False):
+        return self.xp.min(x, axis=axis, keepdims=keepdims)
+
+    def argmax(self, x, axis, keepdims=False):
+        return self.xp.argmax(x, axis=axis, keepdims=keepdims)
 
     def take_along_axis(self, x, idx, axis):
-        return self.m.take_along_axis(x, idx, axis=axis)
+        return self.xp.take_along_axis(x, idx, axis=axis)
+
+    def take(self, x, idx):
+        """``x[idx]`` for a 1-D ``x`` and an integer ``idx`` of any shape."""
+        flat = self.xp.reshape(idx, (-1,))
+        return self.xp.reshape(self.xp.take(x, flat, axis=0), tuple(idx.shape))
 
     def expand_dims(self, x, axis):
-        return self.m.expand_dims(x, axis)
+        return self.xp.expand_dims(x, axis=axis)
 
     def squeeze(self, x, axis):
-        return self.m.squeeze(x, axis=axis)
+        return self.xp.squeeze(x, axis=axis)
+
+    def reshape(self, x, shape):
+        return self.xp.reshape(x, tuple(shape))
 
     def broadcast_to(self, x, shape):
-        return self.m.broadcast_to(x, shape)
+        return self.xp.broadcast_to(x, tuple(shape))
 
     def moveaxis(self, x, src, dst):
-        return self.m.moveaxis(x, src, dst)
+        return self.xp.moveaxis(x, src, dst)
+
+    def class_column(self, v, axis, ndim):
+        """A length-C vector reshaped to broadcast along ``axis`` of an ``ndim``-d array."""
+        shape = [1] * ndim
+        shape[axis] = int(v.shape[0])
+        return self.xp.reshape(v, tuple(shape))
 
     def one_hot(self, idx, num_classes, axis, like):
-        """One-hot of integer ``idx`` with the class axis inserted at ``axis``."""
-        classes = self.m.arange(num_classes)
-        e = self.expand_dims(idx, axis) == self._class_column(classes, axis, idx.ndim + 1)
-        return self.astype(e, like)
+        """One-hot of integer ``idx`` with the class axis inserted at ``axis``, in ``like``'s dtype."""
+        classes = self.class_column(self.arange_like(num_classes, idx), axis, idx.ndim + 1)
+        return self.xp.astype(self.expand_dims(idx, axis) == classes, like.dtype)
 
-    def _class_column(self, classes, axis, ndim):
-        shape = [1] * ndim
-        shape[axis] = classes.shape[0]
-        return self.m.reshape(classes, tuple(shape))
+    def is_class(self, k, num_classes, axis, ndim):
+        """Boolean mask ``c == k`` along ``axis`` for a keepdims index array ``k``."""
+        return self.class_column(self.arange_like(num_classes, k), axis, ndim) == k
 
     def any(self, x) -> bool:
-        return bool(self.m.any(x))
+        return bool(self.xp.any(x))
 
     def all(self, x) -> bool:
-        return bool(self.m.all(x))
+        return bool(self.xp.all(x))
 
     def stop_gradient(self, x):
         return x
 
-
-class JaxNamespace(Namespace):
-    name = "jax"
-
     def to_numpy(self, x):
+        """For error messages and host-side bookkeeping only (never for the computation)."""
         return np.asarray(x)
 
+    # -- compensated summation -----------------------------------------------------------
+    def accurate_sum(self, x):
+        """Σ of all entries, within about one rounding of the exact sum.
+
+        A cascade of error-free transformations (Knuth's TwoSum): the entries
+        are added in pairs, ``s = a + b`` with the rounding error
+        ``e = (a − (s − b')) + (b − b')``, ``b' = s − a``, carried in a second
+        array that is summed the same way.  ``log2 N`` vectorised sweeps over
+        halving arrays, O(N) work in all, a fixed order (deterministic), and
+        only elementwise ops and slicing, so autodiff and ``jit`` go through.
+        The error is about one ulp of the result plus O(N·ε²)·Σ|x|, against
+        the O(log N · ε)·Σ|x| of plain pairwise summation.
+        """
+        xp = self.xp
+        hi = xp.reshape(x, (-1,))
+        n = int(hi.shape[0])
+        if n == 0:
+            return xp.sum(hi)
+        if n <= 2:
+            return xp.sum(hi)
+        lo = None
+        while n > 1:
+            if n % 2:
+                hi = xp.concat([hi, xp.zeros((1,), dtype=hi.dtype, device=self.device(hi))])
+                if lo is not None:
+                    lo = xp.concat([lo, xp.zeros((1,), dtype=lo.dtype, device=self.device(lo))])
+                n += 1
+            a, b = hi[0::2], hi[1::2]
+            s = a + b
+            bv = s - a
+            err = (a - (s - bv)) + (b - bv)
+            lo = err if lo is None else lo[0::2] + lo[1::2] + err
+            hi = s
+            n //= 2
+        # An infinite partial sum makes err NaN (inf − inf); the plain sum is right then.
+        total = hi[0] + lo[0]
+        return xp.where(xp.isfinite(hi[0]), total, hi[0])
+
+
+class _NumpyOps(Ops):
+    """NumPy: the same operations, a few spelled for speed (plain ndarray methods)."""
+
+    def device(self, x):
+        return "cpu"
+
+    def asarray(self, x, dtype=None, like=None):
+        return np.asarray(x, dtype=like.dtype if (dtype is None and like is not None) else dtype)
+
+    def scalar(self, value, like):
+        return like.dtype.type(value)
+
+    def zeros(self, shape, like):
+        return np.zeros(shape, dtype=like.dtype)
+
+    def arange_like(self, n, like):
+        return np.arange(n)
+
+    def take(self, x, idx):
+        return x[idx]
+
+    def accurate_sum(self, x):
+        a = np.asarray(x).reshape(-1)
+        if a.size <= 2 or not np.issubdtype(a.dtype, np.floating):
+            return a.sum()
+        if a.dtype == np.float32:
+            # Summed in float64 (24 + 29 guard bits): one rounding to float32 at the end.
+            return np.float32(super().accurate_sum(a.astype(np.float64)))
+        return a.dtype.type(super().accurate_sum(a))
+
+
+class _JaxOps(Ops):
     def stop_gradient(self, x):
         import jax
 
         return jax.lax.stop_gradient(x)
 
 
-class TorchNamespace(Namespace):
-    """PyTorch spells a few things differently; everything else forwards."""
+class _TorchOps(Ops):
+    def stop_gradient(self, x):
+        return x.detach()
 
-    name = "torch"
-
-    def asarray(self, x, dtype=None, like=None):
-        t = self.m
-        if like is not None:
-            return t.as_tensor(x, dtype=like.dtype if dtype is None else dtype, device=like.device)
-        return t.as_tensor(x, dtype=dtype)
-
-    def is_floating(self, x) -> bool:
-        return bool(x.is_floating_point())
-
-    def is_integer(self, x) -> bool:
-        return (not x.is_floating_point()) and (not x.is_complex()) and x.dtype != self.m.bool
-
-    def is_bool(self, x) -> bool:
-        return x.dtype == self.m.bool
-
-    def eps(self, x) -> float:
-        return float(self.m.finfo(x.dtype).eps)
+    def device(self, x):
+        return x.device
 
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
 
-    def astype(self, x, like):
-        return x.to(like.dtype) if x.dtype != like.dtype else x
-
-    def zeros(self, shape, like):
-        return self.m.zeros(shape, dtype=like.dtype, device=like.device)
-
-    def maximum(self, x, y):
-        if not hasattr(y, "dtype"):
-            return self.m.clamp(x, min=y)
-        if not hasattr(x, "dtype"):
-            return self.m.clamp(y, min=x)
-        return self.m.maximum(x, y)
-
-    def minimum(self, x, y):
-        if not hasattr(y, "dtype"):
-            return self.m.clamp(x, max=y)
-        if not hasattr(x, "dtype"):
-            return self.m.clamp(y, max=x)
-        return self.m.minimum(x, y)
-
-    def clip(self, x, lo, hi):
-        return self.m.clamp(x, lo, hi)
-
-    def where(self, cond, x, y):
-        if not hasattr(x, "dtype") and not hasattr(y, "dtype"):
-            raise InvalidDTypeError("internal: torch.where needs one tensor operand")
-        return self.m.where(cond, x, y)
-
-    def power(self, x, p):
-        return self.m.pow(x, p)
-
-    def sum(self, x, axis=None, keepdims=False):
-        if axis is None:
-            return self.m.sum(x)
-        return self.m.sum(x, dim=axis, keepdim=keepdims)
-
-    def max(self, x, axis=None, keepdims=False):
-        if axis is None:
-            return self.m.amax(x)
-        return self.m.amax(x, dim=axis, keepdim=keepdims)
-
-    def take_along_axis(self, x, idx, axis):
-        return self.m.take_along_dim(x, idx, dim=axis)
-
-    def expand_dims(self, x, axis):
-        return self.m.unsqueeze(x, axis)
-
-    def squeeze(self, x, axis):
-        return self.m.squeeze(x, dim=axis)
-
-    def broadcast_to(self, x, shape):
-        return self.m.broadcast_to(x, tuple(shape))
-
-    def one_hot(self, idx, num_classes, axis, like):
-        classes = self.m.arange(num_classes, device=idx.device)
-        e = self.expand_dims(idx, axis) == self._class_column(classes, axis, idx.ndim + 1)
-        return e.to(like.dtype)
-
-    def _class_column(self, classes, axis, ndim):
-        shape = [1] * ndim
-        shape[axis] = classes.shape[0]
-        return classes.reshape(tuple(shape))
-
-    def any(self, x) -> bool:
-        return bool(self.m.any(x))
-
-    def all(self, x) -> bool:
-        return bool(self.m.all(x))
-
-    def stop_gradient(self, x):
-        return x.detach()
+    def take(self, x, idx):
+        return x[idx]
 
 
-_NUMPY = Namespace(np)
-_cache: dict[str, Namespace] = {}
+_NUMPY: Ops = _NumpyOps(np if hasattr(np, "isdtype") else None, "numpy")  # type: ignore[arg-type]
+if _NUMPY.xp is None:  # NumPy < 2: the compat wrapper supplies the array-API names
+    import array_api_compat.numpy as _compat_np
+
+    _NUMPY = _NumpyOps(_compat_np, "numpy")
+_cache: dict[Any, Ops] = {}
 
 
-def namespace(*arrays) -> Namespace:
-    """The namespace of the first non-NumPy array among ``arrays``.
+def _library(a) -> str | None:
+    """Short name of the array library of ``a``; None for NumPy and plain Python values."""
+    t = type(a)
+    if t is np.ndarray or isinstance(a, (int, float, bool, complex, list, tuple, np.generic)):
+        return None
+    mod = t.__module__.split(".")[0]
+    if mod == "torch":
+        return "torch"
+    if mod in ("jax", "jaxlib"):
+        return "jax"
+    if hasattr(a, "__array_namespace__") or mod in ("cupy", "dask", "sparse", "ndonnx"):
+        return mod
+    return None
 
-    Python scalars, lists and NumPy arrays all map to NumPy.  Mixing torch and
-    JAX arrays in one call is an error.
-    """
+
+def namespace(*arrays) -> Ops:
+    """The :class:`Ops` of the arrays' library (NumPy for NumPy arrays and plain Python values)."""
     found = None
+    first = None
     for a in arrays:
         if a is None:
             continue
-        mod = type(a).__module__.split(".")[0]
-        if mod in ("numpy", "builtins"):
+        lib = _library(a)
+        if lib is None:
             continue
-        if mod == "torch":
-            key = "torch"
-        elif mod in ("jax", "jaxlib"):
-            key = "jax"
-        else:
-            key = None
-        if key is None:
-            continue
-        if found is not None and found != key:
-            raise InvalidDTypeError(
-                f"arrays from different libraries in one call: {found} and {key}"
-            )
-        found = key
+        if found is not None and found != lib:
+            raise InvalidDTypeError(f"arrays from different libraries in one call: {found} and {lib}")
+        found, first = lib, (a if first is None else first)
     if found is None:
         return _NUMPY
-    ns = _cache.get(found)
-    if ns is None:
-        if found == "torch":
-            import torch
+    ops = _cache.get(found)
+    if ops is None:
+        ops = _make(found, first)
+        _cache[found] = ops
+    return ops
 
-            ns = TorchNamespace(torch)
-        else:
-            import jax.numpy as jnp
 
-            ns = JaxNamespace(jnp)
-        _cache[found] = ns
-    return ns
+def _make(lib: str, example) -> Ops:
+    if lib == "torch":
+        import array_api_compat.torch as xt
+
+        return _TorchOps(xt, "torch")
+    if lib == "jax":
+        import jax.numpy as jnp
+
+        return _JaxOps(jnp, "jax")
+    try:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(example)
+    except (ImportError, TypeError) as e:
+        raise InvalidDTypeError(
+            f"arrays of type {type(example).__module__}.{type(example).__name__} are not supported: "
+            f"they do not follow the Python array API standard ({e})"
+        ) from None
+    return Ops(xp, lib)
+
+
+def concrete(x) -> bool:
+    """Whether ``x``'s values can be read now (see the module docstring)."""
+    if x is None or type(x) is np.ndarray:
+        return True
+    lib = _library(x)
+    if lib is None:
+        return True
+    if lib == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if lib == "torch":
+        import torch
+
+        if x.device.type == "meta" or torch.compiler.is_compiling():
+            return False
+        if type(x).__name__ == "FakeTensor":
+            return False
+        # vmap's batched tensors cannot be branched on, at any level of a
+        # stack of torch.func transforms (e.g. vmap(grad(f))).
+        functorch = torch._C._functorch
+        while functorch.is_functorch_wrapped_tensor(x):
+            if functorch.is_batchedtensor(x):
+                return False
+            x = functorch.get_unwrapped(x)
+        return True
+    import array_api_compat
+
+    return not array_api_compat.is_lazy_array(x)
 
 
 def log_of_base(base) -> float | None:
@@ -311,8 +393,6 @@ def log_of_base(base) -> float | None:
     if isinstance(base, str):
         named = {"bits": 2.0, "bit": 2.0, "nats": None, "nat": None}
         if base not in named:
-            from ._errors import InvalidOptionError
-
             raise InvalidOptionError(
                 f"base must be a positive number other than 1, 'e' or 'bits'; got {base!r}"
             )
@@ -320,8 +400,6 @@ def log_of_base(base) -> float | None:
         return None if b is None else math.log(b)
     b = float(base)
     if not (b > 0.0) or b == 1.0 or math.isinf(b):
-        from ._errors import InvalidOptionError
-
         raise InvalidOptionError(f"base must be a positive finite number other than 1; got {base!r}")
     if b == math.e:
         return None

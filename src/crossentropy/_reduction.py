@@ -36,7 +36,7 @@ __all__ = ["Terms", "finish", "denominators"]
 @dataclass
 class Terms:
     loss: Any
-    grad: Any = None  # ∂loss_i/∂input, input-shaped; None when not requested
+    grad: Any = None  # ∂loss_i/∂(argument), per sample (class axis kept); None, an array, or {key: array}
     norm_weight: Any = None  # W_i for 'mean' (before sample weights); None → 1
     valid: Any = None  # bool mask of counted samples; None → all
     class_axis: int | None = None  # axis of the input that the loss reduced over
@@ -52,46 +52,66 @@ def _broadcast_weight(xp, w, shape, name):
 
 
 def finish(xp, t: Terms, *, reduction, sample_weight=None, log_base=None, grad_output=None, need_grad=False):
-    """Apply sample weights, units and the reduction; return ``(loss, grad)``."""
+    """Apply sample weights, units and the reduction; return ``(loss, grad)``.
+
+    ``grad`` mirrors ``t.grad`` (None, one array or a dict of arrays); every
+    gradient is per sample, so each is multiplied by the same per-sample
+    factor: sample weight × 1/ln(base) × 1/divisor × grad_output.
+    """
     loss = t.loss
     shape = tuple(loss.shape)
-    grad = t.grad
     norm = t.norm_weight
+    factor = None  # per-sample gradient factor (array of the loss's shape) or None
+    scalar = 1.0  # and a scalar one
     if sample_weight is not None:
         sw = _broadcast_weight(xp, xp.astype(sample_weight, loss), shape, "sample_weight")
         loss = loss * sw
         norm = sw if norm is None else norm * sw
-        if grad is not None:
-            grad = grad * _expand(xp, sw, t.class_axis)
+        factor = sw
     if log_base is not None:
         # log_b(p) = ln(p) / ln(b): rescaling the sum is exact up to one rounding.
         loss = loss / log_base
-        if grad is not None:
-            grad = grad / log_base
+        scalar = 1.0 / log_base
 
     if reduction == "none":
         out = loss
-        if need_grad:
+        if need_grad and t.grad is not None:
             g = xp.ones_like(loss) if grad_output is None else xp.astype(xp.asarray(grad_output, like=loss), loss)
             if tuple(g.shape) != shape:
                 g = _broadcast_weight(xp, g, shape, "grad_output")
-            grad = grad * _expand(xp, g, t.class_axis)
-        return out, grad
+            factor = g if factor is None else factor * g
+        return out, _scale_grads(xp, t.grad, factor, scalar, t.class_axis)
 
-    total = xp.sum(loss)
-    denom, scale = denominators(xp, loss, reduction=reduction, norm=norm, valid=t.valid)
+    # Compensated: within about one rounding of the exact sum (see Ops.accurate_sum).
+    total = xp.accurate_sum(loss)
+    denom, div = denominators(xp, loss, reduction=reduction, norm=norm, valid=t.valid)
     if reduction == "mean":
         # 0/0 → NaN on purpose: the mean of nothing is undefined (PyTorch agrees).
         total = total / denom
     elif reduction == "sum_over_batch_size":
         # Keras uses divide_no_nan: an empty or all-ignored batch gives 0, not NaN.
-        total = xp.where(denom > 0, total / scale, xp.zeros_like(total))
-    if need_grad:
-        if scale is not None:
-            grad = grad / scale
-        if grad_output is not None:
-            grad = grad * xp.astype(xp.asarray(grad_output, like=loss), loss)
-    return total, grad
+        total = xp.where(denom > 0, total / div, xp.zeros_like(total))
+    if not need_grad or t.grad is None:
+        return total, t.grad
+    if div is not None:
+        factor = (1.0 / div) if factor is None else factor / div
+    if grad_output is not None:
+        go = xp.astype(xp.asarray(grad_output, like=loss), loss)
+        factor = go if factor is None else factor * go
+    return total, _scale_grads(xp, t.grad, factor, scalar, t.class_axis)
+
+
+def _scale_grads(xp, grad, factor, scalar, class_axis):
+    def one(g):
+        if factor is not None:
+            g = g * (_expand(xp, factor, class_axis) if getattr(factor, "ndim", 0) else factor)
+        return g * scalar if scalar != 1.0 else g
+
+    if grad is None:
+        return None
+    if isinstance(grad, dict):
+        return {k: (None if g is None else one(g)) for k, g in grad.items()}
+    return one(grad)
 
 
 def denominators(xp, loss, *, reduction, norm, valid):
@@ -112,7 +132,8 @@ def denominators(xp, loss, *, reduction, norm, valid):
         if norm is None:
             denom = _count(xp, valid, loss)
         else:
-            denom = xp.sum(norm if valid is None else xp.where(valid, norm, xp.zeros_like(norm)))
+            w = xp.broadcast_to(norm, tuple(loss.shape)) if tuple(norm.shape) != tuple(loss.shape) else norm
+            denom = xp.accurate_sum(w if valid is None else xp.where(valid, w, xp.zeros_like(w)))
     elif reduction == "sum_over_batch_size":
         denom = _count(xp, valid, loss)
     else:

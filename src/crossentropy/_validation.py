@@ -8,8 +8,11 @@ range checks and propagates into the loss (documented behaviour).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ._backend import concrete
 from ._errors import (
     InvalidDTypeError,
     InvalidOptionError,
@@ -65,12 +68,26 @@ def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
     return int(axis) % ndim
 
 
-def _first_bad(mask: np.ndarray) -> tuple:
-    return tuple(int(i) for i in np.argwhere(mask)[0])
+def _locate(xp, mask) -> tuple:
+    """Index tuple of the first True entry of a boolean array (row-major)."""
+    shape = tuple(int(d) for d in mask.shape)
+    if not shape:
+        return ()
+    if xp.name == "numpy":
+        flat = int(np.flatnonzero(mask)[0])
+    else:
+        flat = int(xp.argmax(xp.xp.astype(xp.reshape(mask, (-1,)), xp.xp.int8), axis=0))
+    return tuple(int(i) for i in np.unravel_index(flat, shape))
+
+
+def _value_at(xp, a, pos):
+    v = a[pos] if pos else a
+    # a 0-d array converts with float()/int() on every library and device
+    return float(v) if xp.is_floating(a) else int(v)
 
 
 def _fmt_pos(name: str, pos: tuple) -> str:
-    return f"{name}[{', '.join(str(p) for p in pos)}]"
+    return f"{name}[{', '.join(str(p) for p in pos)}]" if pos else name
 
 
 def check_weights(xp, w, name: str):
@@ -88,14 +105,15 @@ def check_weights(xp, w, name: str):
 
 
 def check_probabilities(xp, p, name: str) -> None:
-    a = xp.to_numpy(p)
-    bad = (a < 0) | (a > 1)
-    if bad.any():
-        pos = _first_bad(bad) if a.ndim else ()
-        val = a[pos] if pos else a
+    """Every entry in [0, 1] (NaN passes: it propagates).  Skipped for arrays
+    without readable values (JAX tracers, lazy arrays): see ``_backend.concrete``."""
+    if not concrete(p):
+        return
+    bad = (p < 0) | (p > 1)
+    if xp.any(bad):
+        pos = _locate(xp, bad)
         raise ProbabilityRangeError(
-            f"{_fmt_pos(name, pos) if pos else name} = {val!r} is outside [0, 1]; "
-            f"{name} must hold probabilities"
+            f"{_fmt_pos(name, pos)} = {_value_at(xp, p, pos)!r} is outside [0, 1]; {name} must hold probabilities"
         )
 
 
@@ -107,22 +125,28 @@ def check_same_shape(a, b, name_a: str, name_b: str) -> None:
 
 
 def check_index_target(xp, target, num_classes: int, ignore_index, expected_shape, name="target"):
-    """Class-index targets: integer dtype, right shape, every entry in range."""
+    """Class-index targets: integer dtype, right shape, every entry in range.
+
+    The range check is two reductions (min and max) over the targets; only
+    when they fail is the offending entry located for the message.
+    """
     if tuple(target.shape) != tuple(expected_shape):
         raise ShapeMismatchError(
             f"{name} with class indices must have shape {tuple(expected_shape)} "
             f"(the input's shape without its class axis); got {tuple(target.shape)}"
         )
-    a = xp.to_numpy(target)
-    bad = (a < 0) | (a >= num_classes)
+    if not concrete(target) or math.prod(target.shape) == 0:
+        return
+    t = target
     if ignore_index is not None:
-        bad &= a != ignore_index
-    if bad.any():
-        pos = _first_bad(bad) if a.ndim else ()
-        val = int(a[pos]) if pos else int(a)
-        where = _fmt_pos(name, pos) if pos else name
-        extra = "" if ignore_index is None else f" and is not ignore_index={ignore_index}"
-        raise TargetOutOfRangeError(f"{where} = {val} is outside [0, {num_classes}) classes{extra}")
+        t = xp.where(target == ignore_index, xp.zeros_like(target), target)
+    if int(xp.min(t)) >= 0 and int(xp.max(t)) < num_classes:
+        return
+    bad = (t < 0) | (t >= num_classes)
+    pos = _locate(xp, bad)
+    val = int(_value_at(xp, target, pos))
+    extra = "" if ignore_index is None else f" and is not ignore_index={ignore_index}"
+    raise TargetOutOfRangeError(f"{_fmt_pos(name, pos)} = {val} is outside [0, {num_classes}) classes{extra}")
 
 
 def classify_target(xp, target, name="target") -> str:
@@ -141,14 +165,19 @@ def classify_target(xp, target, name="target") -> str:
 
 
 def as_array(xp, x, like, name):
-    """Lists and scalars become arrays of ``like``'s library (and dtype if floating)."""
+    """Bring an argument into ``xp``'s library: lists, scalars and (when the
+    call's library is not NumPy) NumPy arrays become arrays of that library on
+    ``like``'s device (floating values in ``like``'s dtype); arrays of the
+    call's library pass through untouched."""
     if x is None:
         return None
-    if hasattr(x, "dtype") and hasattr(x, "shape"):
+    if hasattr(x, "dtype") and hasattr(x, "shape") and not (xp.name != "numpy" and isinstance(x, np.ndarray)):
         return x
     arr = np.asarray(x)
-    if arr.dtype.kind == "f" and like is not None:
+    if like is None:
+        return arr if xp.name == "numpy" else xp.asarray(arr)
+    if arr.dtype.kind == "f" and not isinstance(x, np.ndarray):
         return xp.asarray(arr, like=like)
-    if like is not None and xp.name == "torch":
-        return xp.asarray(arr, dtype=None, like=None).to(like.device)
-    return xp.asarray(arr)
+    if xp.name == "numpy":
+        return arr
+    return xp.asarray(arr, dtype=getattr(xp.xp, arr.dtype.name, None), like=like)

@@ -56,13 +56,67 @@ def log_sigmoid(x, /):
     return xp.minimum(x, 0.0) - xp.log1p(xp.exp(-xp.abs(x)))
 
 
-def _safe_max(xp, x, axis):
-    # Shifting by the row maximum keeps exp() in range; a non-finite maximum
-    # (all -inf, or a +inf present) is replaced by 0 so that x - m stays
-    # defined.  The shift cancels mathematically, hence no gradient through it.
-    m = xp.stop_gradient(xp.max(x, axis=axis, keepdims=True))
-    finite = (m == m) & (xp.abs(m) != float("inf"))
-    return xp.where(finite, m, xp.zeros_like(m))
+class SoftmaxParts:
+    """The pieces of a softmax along ``axis``, computed so that confident rows stay exact.
+
+    With ``m`` the row maximum at index ``k`` (one argmax), every ``e^{x_j−m}``
+    is ≤ 1 and ``e^{x_k−m} = 1`` exactly, so ``S = Σ_j e^{x_j−m} = 1 + S_off``
+    with ``S_off = Σ_{j≠k} e^{x_j−m}`` summed *without* the k term.  Then
+
+    * ``log S = log1p(S_off)``, exact even when ``S_off`` is below the unit
+      roundoff (``log(S)`` would round ``S`` to 1 and give 0);
+    * ``log p_c = (x_c − m) − log1p(S_off)``: at ``c = k`` this is
+      ``−log1p(S_off)`` (the loss of a confident correct prediction, down to
+      1e-30 and below), elsewhere a sum of two same-signed terms;
+    * ``1 − p_c = −expm1(log p_c)``, exact where ``p_c`` rounds to 1.
+
+    ``m`` is gathered from ``x`` (not a detached max), so autodiff of these
+    formulas is exact too: ``∂ log1p(S_off)/∂x_k`` supplies the ``−Σ_{j≠k} p_j``
+    that makes ``∂ lse/∂x_k = p_k``.  A row whose maximum is not finite (all
+    ``−inf``, a ``+inf``, NaN) shifts by 0 and takes ``log S`` directly, so
+    ``−inf``/``inf``/NaN come out as the plain formula gives them.
+    """
+
+    __slots__ = ("xp", "axis", "is_k", "shift", "e", "s", "s_off", "log_s", "logp")
+
+    def __init__(self, xp, x, axis):
+        self.xp, self.axis = xp, axis
+        k = xp.argmax(x, axis=axis, keepdims=True)
+        m = xp.take_along_axis(x, k, axis)
+        finite = xp.isfinite(m)
+        self.shift = xp.where(finite, m, xp.zeros_like(m))
+        self.is_k = xp.is_class(k, int(x.shape[axis]), axis, x.ndim)
+        self.e = e = xp.exp(x - self.shift)
+        self.s_off = s_off = xp.sum(xp.where(self.is_k, xp.zeros_like(e), e), axis=axis, keepdims=True)
+        s_all = xp.sum(e, axis=axis, keepdims=True)
+        self.s = xp.where(finite, 1.0 + s_off, s_all)
+        self.log_s = xp.where(finite, xp.log1p(s_off), xp.log(s_all))
+        self.logp = (x - self.shift) - self.log_s
+
+    def lse(self):
+        """``log Σ e^x`` with the class axis kept."""
+        return self.shift + self.log_s
+
+    def p(self):
+        # e/S (two roundings), not exp(log p), whose error grows with |log p|
+        return self.e / self.s
+
+    def one_minus_p(self):
+        # 1 − p_k = S_off/S at the argmax; elsewhere p ≤ 1/2 and −expm1(log p) is exact enough
+        return self.xp.where(self.is_k, self.s_off / self.s, -self.xp.expm1(self.logp))
+
+    def dual_grad(self, a):
+        """``(Σ_c a_c)·p − a``, the gradient of ``−Σ_c a_c log p_c`` w.r.t. the logits.
+
+        At the argmax class it is evaluated as ``Σ_{c≠k} a_c − (Σ_c a_c)(1 − p_k)``:
+        for a one-hot ``a`` on ``k`` that is ``−a_k(1 − p_k)`` with ``1 − p_k``
+        exact, where ``p_k − 1`` would round to 0 for a confident prediction.
+        """
+        xp, ax = self.xp, self.axis
+        total = xp.sum(a, axis=ax, keepdims=True)
+        off = xp.sum(xp.where(self.is_k, xp.zeros_like(a), a), axis=ax, keepdims=True)
+        at_k = off - total * self.one_minus_p()
+        return xp.where(self.is_k, at_k, total * self.p() - a)
 
 
 @quiet
@@ -84,8 +138,7 @@ def logsumexp(x, /, *, axis=-1, keepdims=False):
     xp = namespace(x)
     check_floating(xp, x, "x")
     axis = normalize_axis(axis, x.ndim)
-    m = _safe_max(xp, x, axis)
-    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    out = SoftmaxParts(xp, x, axis).lse()
     return out if keepdims else xp.squeeze(out, axis)
 
 
@@ -103,9 +156,7 @@ def log_softmax(x, /, *, axis=-1):
     xp = namespace(x)
     check_floating(xp, x, "x")
     axis = normalize_axis(axis, x.ndim)
-    m = _safe_max(xp, x, axis)
-    shifted = x - m
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    return SoftmaxParts(xp, x, axis).logp
 
 
 @quiet
@@ -125,20 +176,19 @@ def softmax(x, /, *, axis=-1):
     xp = namespace(x)
     check_floating(xp, x, "x")
     axis = normalize_axis(axis, x.ndim)
-    e = xp.exp(x - _safe_max(xp, x, axis))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    return SoftmaxParts(xp, x, axis).p()
 
 
 # -- analytic vector-Jacobian products, for value_and_grad(sigmoid, x, grad_output=g) ----------
 
 def _vjp_impl(fn, vjp):
-    def impl(x, /, *, need_grad=False, grad_output=None, **opts):
+    def impl(x, /, *, wrt=(), grad_output=None, **opts):
         xp = namespace(x)
         y = fn(x, **opts)
-        if not need_grad:
-            return y, None
+        if not wrt:
+            return y, {}
         g = xp.ones_like(y) if grad_output is None else xp.astype(xp.asarray(grad_output, like=y), y)
-        return y, vjp(xp, x, y, g, **opts)
+        return y, {0: vjp(xp, x, y, g, **opts)}
 
     return impl
 
@@ -170,8 +220,6 @@ def _logsumexp_vjp(xp, x, y, g, axis=-1, keepdims=False):
 
 from ._grad import register as _register  # noqa: E402
 
-_register(sigmoid, _vjp_impl(sigmoid, _sigmoid_vjp), 1)
-_register(log_sigmoid, _vjp_impl(log_sigmoid, _log_sigmoid_vjp), 1)
-_register(softmax, _vjp_impl(softmax, _softmax_vjp), 1)
-_register(log_softmax, _vjp_impl(log_softmax, _log_softmax_vjp), 1)
-_register(logsumexp, _vjp_impl(logsumexp, _logsumexp_vjp), 1)
+for _fn, _vjp in ((sigmoid, _sigmoid_vjp), (log_sigmoid, _log_sigmoid_vjp), (softmax, _softmax_vjp),
+                  (log_softmax, _log_softmax_vjp), (logsumexp, _logsumexp_vjp)):
+    _register(_fn, _vjp_impl(_fn, _vjp), ("x",))

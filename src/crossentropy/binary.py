@@ -53,6 +53,7 @@ _TORCH_BCE_EPS = 9.9999999600419720e-13  # == float(np.float32(1e-12))
 
 def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduction, probs):
     xp = namespace(input, target, sample_weight, pos_weight)
+    input = as_array(xp, input, None, "input")
     check_floating(xp, input, "input")
     target = as_array(xp, target, input, "target")
     check_same_shape(input, target, "input", "target")
@@ -70,7 +71,16 @@ def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduc
     if eps:
         # Keras: y ← y·(1 − ε) + ε/2.
         target = target * (1.0 - eps) + 0.5 * eps
-    return xp, target, sample_weight, pos_weight
+    return xp, input, target, sample_weight, pos_weight, eps
+
+
+def _done(xp, loss, grads, eps, *, reduction, sample_weight, base, grad_output):
+    """Reduce (``finish``); ``grads[1]`` is w.r.t. the smoothed target, chained to the given one here."""
+    if 1 in grads and eps:
+        grads[1] = grads[1] * (1.0 - eps)  # ∂y'/∂y for y' = y(1 − ε) + ε/2
+    value, g = finish(xp, Terms(loss, grads or None), reduction=reduction, sample_weight=sample_weight,
+                      log_base=log_of_base(base), grad_output=grad_output, need_grad=bool(grads))
+    return value, (g or {})
 
 
 def _xlog(xp, t, logv):
@@ -79,20 +89,24 @@ def _xlog(xp, t, logv):
     return xp.where(t == 0, xp.zeros_like(logv), t * logv)
 
 
-def _bce_probs_terms(xp, p, t, pw, compat, need_grad):
-    """Per-element BCE from probabilities, with the compat modes."""
+def _bce_probs_terms(xp, p, t, pw, compat, need_grad, need_t=False):
+    """Per-element BCE from probabilities, with the compat modes: ``(loss, {0: ∂/∂p, 1: ∂/∂y})``.
+
+    Every mode has the form ``−(w₊·y·L1 + (1−y)·L0)`` with its own logs
+    ``L1 ≈ log p`` and ``L0 ≈ log(1−p)``, so ``∂/∂y = L0 − w₊·L1``.
+    """
     q = 1.0 - t
     wt = t if pw is None else pw * t
+    grads = {}
     if compat is None:
         # Exact: log1p(-p) keeps precision for small p where log(1 - p) rounds.
         lp, l1p = xp.log(p), xp.log1p(-p)
         loss = -(_xlog(xp, wt, lp) + _xlog(xp, q, l1p))
-        grad = None
         if need_grad:
             # ∂/∂p = −w₊y/p + (1−y)/(1−p); 0/0 avoided by the same convention.
-            grad = -xp.where(wt == 0, xp.zeros_like(p), wt / p) + xp.where(q == 0, xp.zeros_like(p), q / (1.0 - p))
-        return loss, grad
-    if compat == "torch":
+            grads[0] = (-xp.where(wt == 0, xp.zeros_like(p), wt / p)
+                        + xp.where(q == 0, xp.zeros_like(p), q / (1.0 - p)))
+    elif compat == "torch":
         # PyTorch BCELoss clamps each log at −100 so that an impossible label
         # costs 100 instead of inf; its backward divides by max(p(1−p), 1e-12),
         # where ATen's 1e-12 is a float constant (9.9999999600419720e-13 in
@@ -100,14 +114,12 @@ def _bce_probs_terms(xp, p, t, pw, compat, need_grad):
         lp = xp.maximum(xp.log(p), -100.0)
         l1p = xp.maximum(xp.log1p(-p), -100.0)
         loss = (t - 1.0) * l1p - t * lp if pw is None else (t - 1.0) * l1p - wt * lp
-        grad = None
         if need_grad:
             if pw is None:
-                grad = (p - t) / xp.maximum((1.0 - p) * p, _TORCH_BCE_EPS)
+                grads[0] = (p - t) / xp.maximum((1.0 - p) * p, _TORCH_BCE_EPS)
             else:
-                grad = (-wt * (1.0 - p) + q * p) / xp.maximum((1.0 - p) * p, _TORCH_BCE_EPS)
-        return loss, grad
-    if compat in ("keras", "tf_keras", "sklearn"):
+                grads[0] = (-wt * (1.0 - p) + q * p) / xp.maximum((1.0 - p) * p, _TORCH_BCE_EPS)
+    elif compat in ("keras", "tf_keras", "sklearn"):
         eps = KERAS_EPSILON if compat != "sklearn" else xp.eps(p)
         c = xp.clip(p, eps, 1.0 - eps)
         if compat == "tf_keras":
@@ -118,38 +130,43 @@ def _bce_probs_terms(xp, p, t, pw, compat, need_grad):
             lp, l1p = xp.log(c), xp.log(1.0 - c)
             dlp, dl1p = 1.0 / c, 1.0 / (1.0 - c)
         loss = -(wt * lp + q * l1p)
-        grad = None
         if need_grad:
             inside = (p >= eps) & (p <= 1.0 - eps)  # clip passes the gradient only inside
-            grad = xp.where(inside, -wt * dlp + q * dl1p, xp.zeros_like(p))
-        return loss, grad
-    raise InvalidOptionError(f"compat={compat!r} is not available here")
+            grads[0] = xp.where(inside, -wt * dlp + q * dl1p, xp.zeros_like(p))
+    else:
+        raise InvalidOptionError(f"compat={compat!r} is not available here")
+    if need_t:
+        grads[1] = l1p - (lp if pw is None else pw * lp)
+    return loss, grads
 
 
-def _bce_logits_terms(xp, x, t, pw, need_grad):
+def _bce_logits_terms(xp, x, t, pw, need_grad, need_t=False):
     # −[w₊ y log σ(x) + (1−y) log σ(−x)], using log(1−σ(x)) = log σ(−x): both
     # logs come from the overflow-free log_sigmoid, never from log(σ).
     wt = t if pw is None else pw * t
     q = 1.0 - t
-    loss = -(_xlog(xp, wt, log_sigmoid(x)) + _xlog(xp, q, log_sigmoid(-x)))
-    grad = None
+    ls_pos, ls_neg = log_sigmoid(x), log_sigmoid(-x)
+    loss = -(_xlog(xp, wt, ls_pos) + _xlog(xp, q, ls_neg))
+    grads = {}
     if need_grad:
         # ∂/∂x = (1−y)σ(x) − w₊ y σ(−x) (= σ(x) − y when w₊ = 1).  σ(−x) is
         # computed directly, not as 1 − σ(x): at x = 30 the latter keeps only
         # 3 significant digits of 9.4e-14, the former all of them.
-        grad = q * sigmoid(x) - wt * sigmoid(-x)
-    return loss, grad
+        grads[0] = q * sigmoid(x) - wt * sigmoid(-x)
+    if need_t:
+        # ∂/∂y = log σ(−x) − w₊ log σ(x); for w₊ = 1 that is exactly −x (no cancellation near 0).
+        grads[1] = -x if pw is None else ls_neg - pw * ls_pos
+    return loss, grads
 
 
 @quiet
-def _bce_probs(input, target, /, *, need_grad=False, grad_output=None, sample_weight=None, pos_weight=None,
+def _bce_probs(input, target, /, *, wrt=(), grad_output=None, sample_weight=None, pos_weight=None,
                label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat)
-    xp, t, sw, pw = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
-                             label_smoothing=label_smoothing, reduction=reduction, probs=True)
-    loss, g = _bce_probs_terms(xp, input, t, pw, compat, need_grad)
-    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
-                  grad_output=grad_output, need_grad=need_grad)
+    xp, input, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                                         label_smoothing=label_smoothing, reduction=reduction, probs=True)
+    loss, grads = _bce_probs_terms(xp, input, t, pw, compat, 0 in wrt, 1 in wrt)
+    return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
 
 def binary_cross_entropy(input, target, /, *, sample_weight=None, pos_weight=None, label_smoothing=0.0,
@@ -189,22 +206,28 @@ def binary_cross_entropy(input, target, /, *, sample_weight=None, pos_weight=Non
 
 
 @quiet
-def _bce_logits(input, target, /, *, need_grad=False, grad_output=None, sample_weight=None, pos_weight=None,
+def _bce_logits(input, target, /, *, wrt=(), grad_output=None, sample_weight=None, pos_weight=None,
                 label_smoothing=0.0, reduction="mean", base=None, grad_into=None):
-    fast = _fastpath.bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight, label_smoothing,
-                                reduction, base, grad_into)
-    if fast is not NotImplemented:
-        return fast
-    xp, t, sw, pw = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
-                             label_smoothing=label_smoothing, reduction=reduction, probs=False)
-    fast = _fastpath.bce_with_logits(xp, input, t, pw, need_grad, sample_weight=sw, reduction=reduction, base=base,
-                                     grad_output=grad_output, grad_into=grad_into)
-    if fast is not NotImplemented:
-        return fast  # finished: the kernel folded reduction, weights and base into the gradient
-    loss, g = _bce_logits_terms(xp, input, t, pw, need_grad)
-    return _fastpath.deliver(finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw,
-                                    log_base=log_of_base(base), grad_output=grad_output, need_grad=need_grad),
-                             grad_into, input)
+    need_grad = 0 in wrt
+    if 1 not in wrt:
+        fast = _fastpath.bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight,
+                                    label_smoothing, reduction, base, grad_into)
+        if fast is not NotImplemented:
+            return fast[0], ({0: fast[1]} if need_grad else {})
+    xp, input, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                                         label_smoothing=label_smoothing, reduction=reduction, probs=False)
+    if 1 not in wrt:
+        fast = _fastpath.bce_with_logits(xp, input, t, pw, need_grad, sample_weight=sw, reduction=reduction,
+                                         base=base, grad_output=grad_output, grad_into=grad_into)
+        if fast is not NotImplemented:
+            # finished: the kernel folded reduction, weights and base into the gradient
+            return fast[0], ({0: fast[1]} if need_grad else {})
+    loss, grads = _bce_logits_terms(xp, input, t, pw, need_grad, 1 in wrt)
+    value, grads = _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base,
+                         grad_output=grad_output)
+    if need_grad and grad_into is not None:
+        grads[0] = _fastpath.deliver((value, grads[0]), grad_into, input)[1]
+    return value, grads
 
 
 def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, pos_weight=None,
@@ -229,29 +252,33 @@ def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, po
                        label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
 
 
-def _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad):
-    r"""Shared focal algebra: ℓ = a_t (1 − p_t)^γ · bce.
+def _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=None):
+    r"""Shared focal algebra: ℓ = a_t (1 − p_t)^γ · bce, from the BCE's own gradients.
 
-    ``dpt`` = ∂p_t/∂input and ``dbce`` = ∂bce/∂input (both elementwise).
+    ``dpt`` = ∂p_t/∂input, ``grads`` the BCE's ``{0: ∂bce/∂input, 1: ∂bce/∂y}``
+    (the keys present are the ones wanted) and ``domp_dt`` = ∂(1 − p_t)/∂y.
     """
     a = None if alpha is None else t * alpha + (1.0 - t) * (1.0 - alpha)
     mod = xp.power(one_minus_pt, gamma) if gamma != 0 else xp.ones_like(bce)
     loss = mod * bce
-    grad = None
-    if need_grad:
-        if gamma != 0:
-            # ∂(1−p_t)^γ/∂x = −γ (1−p_t)^(γ−1) ∂p_t/∂x; at 1 − p_t = 0 the product with
-            # bce (→ 0 there) vanishes, so the 0·inf for γ < 1 is defined as 0.
-            dmod = -gamma * xp.power(xp.where(one_minus_pt == 0, xp.ones_like(bce), one_minus_pt), gamma - 1.0) * dpt
-            dmod = xp.where(one_minus_pt == 0, xp.zeros_like(bce), dmod)
-            grad = dmod * bce + mod * dbce
-        else:
-            grad = dbce
+    if gamma != 0 and grads:
+        # ∂(1−p_t)^γ/∂(1−p_t) = γ (1−p_t)^(γ−1); at 1 − p_t = 0 the product with
+        # bce (→ 0 there) vanishes, so the 0·inf for γ < 1 is defined as 0.
+        safe = xp.where(one_minus_pt == 0, xp.ones_like(bce), one_minus_pt)
+        dmod = xp.where(one_minus_pt == 0, xp.zeros_like(bce), gamma * xp.power(safe, gamma - 1.0))
+    out = {}
+    if 0 in grads:
+        g = (-dmod * dpt * bce + mod * grads[0]) if gamma != 0 else grads[0]
+        out[0] = g if a is None else a * g
+    if 1 in grads:
+        g = (dmod * domp_dt * bce + mod * grads[1]) if gamma != 0 else grads[1]
         if a is not None:
-            grad = a * grad
+            # ∂a_t/∂y = 2α − 1
+            g = a * g + (2.0 * alpha - 1.0) * loss
+        out[1] = g
     if a is not None:
         loss = a * loss
-    return loss, grad
+    return loss, out
 
 
 def _check_gamma(gamma):
@@ -267,23 +294,22 @@ def _check_alpha(alpha):
 
 
 @quiet
-def _bfocal_probs(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None,
+def _bfocal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None,
                   sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
-    xp, t, sw, _ = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
-                            label_smoothing=label_smoothing, reduction=reduction, probs=True)
+    xp, input, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
+                                        label_smoothing=label_smoothing, reduction=reduction, probs=True)
     p = input
-    bce, dbce = _bce_probs_terms(xp, p, t, None, compat, need_grad)
+    bce, grads = _bce_probs_terms(xp, p, t, None, compat, 0 in wrt, 1 in wrt)
     if compat == "keras":
         # Keras's own arithmetic (from the unclipped prediction), for bit parity.
         one_minus_pt = 1.0 - (t * p + (1.0 - t) * (1.0 - p))
     else:
         one_minus_pt = t * (1.0 - p) + (1.0 - t) * p
     dpt = 2.0 * t - 1.0  # ∂p_t/∂p
-    loss, g = _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad)
-    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
-                  grad_output=grad_output, need_grad=need_grad)
+    loss, grads = _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=1.0 - 2.0 * p)
+    return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
 
 def binary_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
@@ -311,32 +337,28 @@ def binary_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, sampl
 
 
 @quiet
-def _bfocal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None,
+def _bfocal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None,
                    sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
-    xp, t, sw, _ = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
-                            label_smoothing=label_smoothing, reduction=reduction, probs=False)
+    xp, input, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
+                                        label_smoothing=label_smoothing, reduction=reduction, probs=False)
     x = input
+    bce, grads = _bce_logits_terms(xp, x, t, None, 0 in wrt, 1 in wrt)
+    s, sn = sigmoid(x), sigmoid(-x)
     if compat == "keras":
         # Keras: its sigmoid output carries the logits, so the BCE factor is
         # the exact logits BCE, but the focal factor is 1 − p_t with
         # p_t = y·σ(x) + (1−y)(1 − σ(x)), which loses precision as p_t → 1.
-        p, sn = sigmoid(x), sigmoid(-x)
-        bce, dbce = _bce_logits_terms(xp, x, t, None, need_grad)
-        one_minus_pt = 1.0 - (t * p + (1.0 - t) * (1.0 - p))
-        dpt = (2.0 * t - 1.0) * p * sn
-        loss, g = _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad)
-        return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
-                      grad_output=grad_output, need_grad=need_grad)
-    bce, dbce = _bce_logits_terms(xp, x, t, None, need_grad)
-    s, sn = sigmoid(x), sigmoid(-x)
-    # 1 − p_t = y σ(−x) + (1−y) σ(x): no cancellation for confident logits.
-    one_minus_pt = t * sn + (1.0 - t) * s
+        one_minus_pt = 1.0 - (t * s + (1.0 - t) * (1.0 - s))
+        domp_dt = 1.0 - 2.0 * s
+    else:
+        # 1 − p_t = y σ(−x) + (1−y) σ(x): no cancellation for confident logits.
+        one_minus_pt = t * sn + (1.0 - t) * s
+        domp_dt = sn - s
     dpt = (2.0 * t - 1.0) * s * sn  # ∂p_t/∂x = (2y−1) σ(x) σ(−x)
-    loss, g = _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad)
-    return finish(xp, Terms(loss, g), reduction=reduction, sample_weight=sw, log_base=log_of_base(base),
-                  grad_output=grad_output, need_grad=need_grad)
+    loss, grads = _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=domp_dt)
+    return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
 
 def binary_focal_cross_entropy_with_logits(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
@@ -363,7 +385,7 @@ def binary_focal_cross_entropy_with_logits(input, target, /, *, gamma=2.0, alpha
                           label_smoothing=label_smoothing, reduction=reduction, base=base, compat=compat)[0]
 
 
-register(binary_cross_entropy, _bce_probs, 2)
-register(binary_cross_entropy_with_logits, _bce_logits, 2)
-register(binary_focal_cross_entropy, _bfocal_probs, 2)
-register(binary_focal_cross_entropy_with_logits, _bfocal_logits, 2)
+for _public, _impl in ((binary_cross_entropy, _bce_probs), (binary_cross_entropy_with_logits, _bce_logits),
+                      (binary_focal_cross_entropy, _bfocal_probs),
+                      (binary_focal_cross_entropy_with_logits, _bfocal_logits)):
+    register(_public, _impl, ("input", "target"), (0, 1))

@@ -47,7 +47,7 @@ from ._validation import (
     classify_target,
     normalize_axis,
 )
-from .activations import _safe_max
+from .activations import SoftmaxParts
 from .binary import KERAS_EPSILON
 
 __all__ = [
@@ -90,18 +90,24 @@ class _Prep:
         a = self.dense_target()
         return a if self.wcol is None else a * self.wcol
 
+    def target_grad(self, d_a):
+        """Chain ``∂loss/∂a_c`` back to the probability target: ``a = w·((1−ε)t + ε/C)``."""
+        g = d_a if self.wcol is None else d_a * self.wcol
+        return g * (1.0 - self.eps) if self.eps else g
+
     def norm_weight(self):
         """``W_i`` for 'mean': ``weight[y_i]`` for index targets (PyTorch)."""
         if self.kind != "index" or self.w is None:
             return None
         xp = self.xp
-        wy = self.w[self.idx]  # a gather over N, not an N×C one-hot product
+        wy = xp.take(self.w, self.idx)  # a gather over N, not an N×C one-hot product
         return wy if self.valid is None else xp.where(self.valid, wy, xp.zeros_like(wy))
 
 
 def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, reduction, sample_weight,
              probs_input=False, allow_prob_target=True, allow_index_target=True):
     xp = namespace(input, target, weight, sample_weight)
+    input = as_array(xp, input, None, "input")
     check_floating(xp, input, "input")
     if input.ndim < 1:
         raise ShapeMismatchError(f"input must have at least one (class) dimension; got shape {tuple(input.shape)}")
@@ -144,9 +150,7 @@ def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, redu
         if tuple(w.shape) != (r.C,):
             raise ShapeMismatchError(f"weight must have shape ({r.C},), one entry per class; got {tuple(w.shape)}")
         w = xp.astype(w, input)
-        shape = [1] * input.ndim
-        shape[r.axis] = r.C
-        r.wcol = w.reshape(tuple(shape))
+        r.wcol = xp.class_column(w, r.axis, input.ndim)
     else:
         r.wcol = None
     r.w = w
@@ -160,9 +164,22 @@ def _xlogy(xp, a, logp):
     return xp.where(a == 0, xp.zeros_like(logp), a * logp)
 
 
-def _finish(r: _Prep, loss, grad, *, reduction, base, grad_output, need_grad, norm=None):
-    return finish(r.xp, Terms(loss, grad, norm, r.valid, r.axis), reduction=reduction, sample_weight=r.sw,
-                  log_base=log_of_base(base), grad_output=grad_output, need_grad=need_grad)
+def _finish(r: _Prep, loss, grads, *, reduction, base, grad_output, norm=None):
+    """Reduce; ``grads`` is the dict of per-sample gradients (empty when none was asked)."""
+    value, g = finish(r.xp, Terms(loss, grads or None, norm, r.valid, r.axis), reduction=reduction,
+                      sample_weight=r.sw, log_base=log_of_base(base), grad_output=grad_output,
+                      need_grad=bool(grads))
+    return value, (g or {})
+
+
+def _wants_target_grad(r: _Prep, wrt, fname):
+    if 1 not in wrt:
+        return False
+    if r.kind == "index":
+        raise InvalidOptionError(
+            f"{fname} has no gradient with respect to target when it holds class indices (integers); "
+            "pass probabilities (a floating target) to differentiate with respect to them")
+    return True
 
 
 def _mask(r: _Prep, v):
@@ -173,18 +190,21 @@ def _mask(r: _Prep, v):
 # cross_entropy (logits)
 # ---------------------------------------------------------------------------------------------
 
-def _ce_terms(r: _Prep, z_loss, need_grad):
-    """Reference per-sample CE from logits and its gradient."""
+def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None):
+    """Reference per-sample CE from logits, and the gradients asked for: ``(loss, {0: ∂/∂x, 1: ∂/∂t})``.
+
+    Every ``−log p_c`` comes from :class:`~crossentropy.activations.SoftmaxParts`,
+    so a confident correct prediction keeps its loss ``log1p(Σ_{j≠y} e^{x_j−x_y})``
+    to the last bit instead of rounding ``lse − x_y`` to 0.
+    """
     xp, x, ax = r.xp, r.x, r.axis
-    m = _safe_max(xp, x, ax)
-    shifted = x - m
-    lse_shift = xp.log(xp.sum(xp.exp(shifted), axis=ax, keepdims=True))
-    logp = shifted - lse_shift
+    sp = SoftmaxParts(xp, x, ax) if sp is None else sp
+    logp = sp.logp
     if r.kind == "index" and not r.eps:
         # The usual case: gather −log p_y (and its class weight) directly.
         nll = -xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(r.idx, ax), ax), ax)
-        if r.wcol is not None:
-            nll = nll * r.w[r.idx]
+        if r.w is not None:
+            nll = nll * xp.take(r.w, r.idx)
         loss = _mask(r, nll)
         a = None
     else:
@@ -193,18 +213,21 @@ def _ce_terms(r: _Prep, z_loss, need_grad):
     lse = None
     if z_loss:
         # z-loss (PaLM): z·(log Σ e^x)² pulls the log-partition towards 0.
-        lse = xp.squeeze(lse_shift + m, ax)
+        lse = xp.squeeze(sp.lse(), ax)
         loss = loss + _mask(r, z_loss * lse * lse)
-    grad = None
+    grads = {}
     if need_grad:
-        p = xp.exp(logp)
         if a is None:
             a = r.coefficients()
-        # ∂/∂x_j (−Σ_c a_c log p_c) = (Σ_c a_c) p_j − a_j
-        grad = xp.sum(a, axis=ax, keepdims=True) * p - a
+        # ∂/∂x_j (−Σ_c a_c log p_c) = (Σ_c a_c) p_j − a_j, exact at the argmax (SoftmaxParts.dual_grad)
+        g = sp.dual_grad(a)
         if z_loss:
-            grad = grad + _mask_col(r, 2.0 * z_loss * xp.expand_dims(lse, ax) * p)
-    return loss, grad
+            g = g + _mask_col(r, 2.0 * z_loss * xp.expand_dims(lse, ax) * sp.p())
+        grads[0] = g
+    if need_target_grad:
+        # ∂/∂a_c (−Σ a log p) = −log p_c, with 0 where p_c = 0 would give −(−inf)·… only through a = 0
+        grads[1] = r.target_grad(-logp)
+    return loss, grads
 
 
 def _mask_col(r, v):
@@ -214,25 +237,33 @@ def _mask_col(r, v):
 
 
 @quiet
-def _ce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
+def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
         ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None, grad_into=None):
     # grad_into: see _fastpath (value_and_grad(cross_entropy, x, y, grad_into=x) works in place).
-    fast = _fastpath.cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sample_weight,
-                                          ignore_index, label_smoothing, reduction, z_loss, base, grad_into)
-    if fast is not NotImplemented:
-        return fast
+    need_grad = 0 in wrt
+    if 1 not in wrt:
+        fast = _fastpath.cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sample_weight,
+                                              ignore_index, label_smoothing, reduction, z_loss, base, grad_into)
+        if fast is not NotImplemented:
+            return fast[0], ({0: fast[1]} if need_grad else {})
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
     z_loss = check_nonnegative_option(z_loss, "z_loss")
-    fast = _fastpath.cross_entropy(r.xp, r.x, r.idx if r.kind == "index" else r.prob, kind=r.kind, axis=r.axis,
-                                   weight=r.w, ignore_index=ignore_index, label_smoothing=r.eps, z_loss=z_loss,
-                                   need_grad=need_grad, valid=r.valid, sample_weight=r.sw, reduction=reduction,
-                                   base=base, grad_output=grad_output, grad_into=grad_into)
-    if fast is not NotImplemented:
-        return fast  # finished: the kernel folded reduction, weights and base into the gradient
-    loss, grad = _ce_terms(r, z_loss, need_grad)
-    return _fastpath.deliver(_finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output,
-                                     need_grad=need_grad, norm=r.norm_weight()), grad_into, r.x)
+    need_t = _wants_target_grad(r, wrt, "cross_entropy")
+    if not need_t:
+        fast = _fastpath.cross_entropy(r.xp, r.x, r.idx if r.kind == "index" else r.prob, kind=r.kind, axis=r.axis,
+                                       weight=r.w, ignore_index=ignore_index, label_smoothing=r.eps, z_loss=z_loss,
+                                       need_grad=need_grad, valid=r.valid, sample_weight=r.sw, reduction=reduction,
+                                       base=base, grad_output=grad_output, grad_into=grad_into)
+        if fast is not NotImplemented:
+            # finished: the kernel folded reduction, weights and base into the gradient
+            return fast[0], ({0: fast[1]} if need_grad else {})
+    loss, grads = _ce_terms(r, z_loss, need_grad, need_t)
+    value, grads = _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output,
+                           norm=r.norm_weight())
+    if need_grad and grad_into is not None:
+        grads[0] = _fastpath.deliver((value, grads[0]), grad_into, r.x)[1]
+    return value, grads
 
 
 def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
@@ -303,9 +334,12 @@ def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None,
 
 
 @quiet
-def _safe_ce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, sample_weight=None,
+def _safe_ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, sample_weight=None,
              reduction="none", base=None):
-    return _ce(input, target, need_grad=need_grad, grad_output=grad_output, axis=axis, sample_weight=sample_weight,
+    xp = namespace(input, target)
+    if hasattr(target, "dtype") and xp.is_integer(target):
+        raise InvalidOptionError("safe_softmax_cross_entropy takes probability targets; got integer class indices")
+    return _ce(input, target, wrt=wrt, grad_output=grad_output, axis=axis, sample_weight=sample_weight,
                reduction=reduction, base=base)
 
 
@@ -321,18 +355,22 @@ def _renorm_clip_grad(xp, r, p, s, inside, G):
 
 
 @quiet
-def _cce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
+def _cce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
          ignore_index=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
     check_compat(compat, (None, "keras", "tf_keras", "sklearn"))
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
     xp, p, ax = r.xp, r.x, r.axis
+    need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "categorical_cross_entropy")
     a = r.coefficients()
-    grad = None
+    grads = {}
     if compat is None:
-        loss = -xp.sum(_xlogy(xp, a, xp.log(p)), axis=ax)
+        logp = xp.log(p)
+        loss = -xp.sum(_xlogy(xp, a, logp), axis=ax)
         if need_grad:
-            grad = -xp.where(a == 0, xp.zeros_like(p), a / p)
+            grads[0] = -xp.where(a == 0, xp.zeros_like(p), a / p)
+        if need_t:
+            grads[1] = r.target_grad(-logp)
     else:
         eps = xp.eps(p) if compat == "sklearn" else KERAS_EPSILON
         if compat == "sklearn":
@@ -348,22 +386,25 @@ def _cce(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight
             if need_grad:
                 inside = (p >= eps) & (p <= 1.0 - eps)
                 g = xp.sum(a, axis=ax, keepdims=True) / s - xp.where(a == 0, xp.zeros_like(p), a / c0)
-                grad = xp.where(inside, g, xp.zeros_like(g))
-            return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output,
-                           need_grad=need_grad, norm=r.norm_weight())
+                grads[0] = xp.where(inside, g, xp.zeros_like(g))
+            return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output,
+                           norm=r.norm_weight())
         else:
             # Keras's categorical path: renormalise each row to sum 1, then clip.
             s = xp.sum(p, axis=ax, keepdims=True)
             c = xp.clip(p / s, eps, 1.0 - eps)
-        loss = -xp.sum(a * xp.log(c), axis=ax)
+        logc = xp.log(c)
+        loss = -xp.sum(a * logc, axis=ax)
         if need_grad:
             # clip passes the gradient on the closed interval (TensorFlow's ClipByValue does too)
             u = p if s is None else p / s  # the clip's input decides where it passes the gradient
             inside = (u >= eps) & (u <= 1.0 - eps)
             G = -a / c
-            grad = xp.where(inside, G, xp.zeros_like(G)) if s is None else _renorm_clip_grad(xp, r, p, s, inside, G)
-    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
-                   norm=r.norm_weight())
+            grads[0] = (xp.where(inside, G, xp.zeros_like(G)) if s is None
+                        else _renorm_clip_grad(xp, r, p, s, inside, G))
+        if need_t:
+            grads[1] = r.target_grad(-logc)
+    return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
 def categorical_cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
@@ -397,7 +438,7 @@ def categorical_cross_entropy(input, target, /, *, axis=-1, weight=None, sample_
 
 
 @quiet
-def _nll(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight=None, sample_weight=None,
+def _nll(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
          ignore_index=None, reduction="mean", base=None):
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index, label_smoothing=0.0,
                  reduction=reduction, sample_weight=sample_weight, allow_prob_target=False)
@@ -406,9 +447,8 @@ def _nll(input, target, /, *, need_grad=False, grad_output=None, axis=-1, weight
     # −Σ_c a_c log p_c with one-hot a is a gather; the where() keeps −inf in
     # other classes from turning into NaN.
     loss = -xp.sum(_xlogy(xp, a, r.x), axis=r.axis)
-    grad = -a if need_grad else None
-    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
-                   norm=r.norm_weight())
+    grads = {0: -a} if 0 in wrt else {}
+    return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
 def nll_loss(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None, reduction="mean",
@@ -446,13 +486,15 @@ def _alpha_col(r: _Prep, alpha):
     a = check_weights(xp, as_array(xp, alpha, r.x, "alpha"), "alpha")
     if tuple(a.shape) != (r.C,):
         raise ShapeMismatchError(f"alpha must be a scalar or have shape ({r.C},); got {tuple(a.shape)}")
-    shape = [1] * r.x.ndim
-    shape[r.axis] = r.C
-    return xp.astype(a, r.x).reshape(tuple(shape))
+    return xp.class_column(xp.astype(a, r.x), r.axis, r.x.ndim)
 
 
-def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, wrt_logits):
-    """ℓ = −Σ_c b_c (1−p_c)^γ log p_c with b = α·w·q; gradient w.r.t. logits or p."""
+def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, need_t, sp=None):
+    """ℓ = −Σ_c b_c (1−p_c)^γ log p_c with b = α·w·q.
+
+    Returns ``(loss, {0: ∂ℓ/∂x or ∂ℓ/∂p, 1: ∂ℓ/∂t})``: the first w.r.t. the
+    logits when ``sp`` (their :class:`SoftmaxParts`) is given, else w.r.t. ``p``.
+    """
     xp, ax = r.xp, r.axis
     b = r.coefficients()
     if alpha is not None:
@@ -460,26 +502,27 @@ def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, wrt_log
     safe_omp = xp.where(one_minus_p == 0, xp.ones_like(p), one_minus_p)
     mod = xp.power(one_minus_p, gamma) if gamma != 0 else xp.ones_like(p)
     loss = -xp.sum(_xlogy(xp, b * mod, logp), axis=ax)
-    grad = None
+    grads = {}
     if need_grad:
         # d/dp_c [(1−p_c)^γ log p_c] = (1−p_c)^γ / p_c − γ (1−p_c)^(γ−1) log p_c;
         # at p_c = 1 the second term is 0·∞ in form but 0 in the limit.
         dmod_log = xp.where(one_minus_p == 0, xp.zeros_like(p),
                             gamma * xp.power(safe_omp, gamma - 1.0) * logp) if gamma != 0 else xp.zeros_like(p)
-        if wrt_logits:
+        if sp is not None:
             # ∂p_c/∂x_j = p_c(δ_cj − p_j): with g_c = b_c p_c · d/dp_c[...],
-            # ∂ℓ/∂x_j = −(g_j − p_j Σ_c g_c).
+            # ∂ℓ/∂x_j = p_j Σ_c g_c − g_j, exact at the argmax (dual_grad).
             g = b * (mod - p * dmod_log)
-            g = xp.where(b == 0, xp.zeros_like(g), g)
-            grad = -(g - p * xp.sum(g, axis=ax, keepdims=True))
+            grads[0] = sp.dual_grad(xp.where(b == 0, xp.zeros_like(g), g))
         else:
-            G = xp.where(b == 0, xp.zeros_like(p), b * (mod / p - dmod_log))
-            grad = -G
-    return loss, grad
+            grads[0] = -xp.where(b == 0, xp.zeros_like(p), b * (mod / p - dmod_log))
+    if need_t:
+        d_a = -_xlogy(xp, mod, logp)
+        grads[1] = r.target_grad(d_a if alpha is None else d_a * alpha)
+    return loss, grads
 
 
 @quiet
-def _focal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None, axis=-1,
+def _focal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None, axis=-1,
                   weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
                   base=None, compat=None):
     check_compat(compat, (None, "keras"))
@@ -487,29 +530,26 @@ def _focal_logits(input, target, /, *, need_grad=False, grad_output=None, gamma=
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
     xp = r.xp
-    from .activations import log_softmax, softmax
-
+    need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "focal_cross_entropy")
+    sp = SoftmaxParts(xp, r.x, r.axis)
     if compat == "keras":
         # Keras: softmax, renormalise, clip to [ε, 1−ε], then the probability
         # formula; the gradient chains through the clip and the softmax.
-        p = softmax(r.x, axis=r.axis)
+        p = sp.p()
         s = xp.sum(p, axis=r.axis, keepdims=True)
         c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
-        loss, G = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, _alpha_col(r, alpha), need_grad, False)
-        grad = None
+        loss, grads = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, _alpha_col(r, alpha), need_grad, need_t)
         if need_grad:
             u = p / s
             inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
-            gp = _renorm_clip_grad(xp, r, p, s, inside, G)
-            grad = p * (gp - xp.sum(p * gp, axis=r.axis, keepdims=True))
-        return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output,
-                       need_grad=need_grad, norm=r.norm_weight())
-    logp = log_softmax(r.x, axis=r.axis)
-    p = xp.exp(logp)
+            gp = _renorm_clip_grad(xp, r, p, s, inside, grads[0])
+            grads[0] = p * (gp - xp.sum(p * gp, axis=r.axis, keepdims=True))
+        return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output,
+                       norm=r.norm_weight())
     # 1 − p = −expm1(log p): exact even when p rounds to 1.
-    loss, grad = _focal_core(r, logp, p, -xp.expm1(logp), gamma, _alpha_col(r, alpha), need_grad, True)
-    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
-                   norm=r.norm_weight())
+    loss, grads = _focal_core(r, sp.logp, sp.p(), sp.one_minus_p(), gamma, _alpha_col(r, alpha), need_grad,
+                              need_t, sp)
+    return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
 def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None, sample_weight=None,
@@ -540,7 +580,7 @@ def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, wei
 
 
 @quiet
-def _focal_probs(input, target, /, *, need_grad=False, grad_output=None, gamma=2.0, alpha=None, axis=-1,
+def _focal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None, axis=-1,
                  weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
                  base=None, compat=None):
     check_compat(compat, (None, "keras"))
@@ -548,21 +588,20 @@ def _focal_probs(input, target, /, *, need_grad=False, grad_output=None, gamma=2
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
     xp, p = r.xp, r.x
+    need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "categorical_focal_cross_entropy")
     al = _alpha_col(r, alpha)
     if compat is None:
-        loss, grad = _focal_core(r, xp.log(p), p, 1.0 - p, gamma, al, need_grad, False)
+        loss, grads = _focal_core(r, xp.log(p), p, 1.0 - p, gamma, al, need_grad, need_t)
     else:
         # Keras: renormalise, clip to [ε, 1−ε], then −Σ α (1−p̂)^γ y log p̂.
         s = xp.sum(p, axis=r.axis, keepdims=True)
         c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
-        loss, G = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, al, need_grad, False)
-        grad = None
+        loss, grads = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, al, need_grad, need_t)
         if need_grad:
             u = p / s
             inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
-            grad = _renorm_clip_grad(xp, r, p, s, inside, G)
-    return _finish(r, loss, grad, reduction=reduction, base=base, grad_output=grad_output, need_grad=need_grad,
-                   norm=r.norm_weight())
+            grads[0] = _renorm_clip_grad(xp, r, p, s, inside, grads[0])
+    return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
 def categorical_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None,
@@ -588,7 +627,7 @@ def categorical_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, 
 
 
 @quiet
-def _gce(input, target, /, *, need_grad=False, grad_output=None, q=0.5, axis=-1, sample_weight=None,
+def _gce(input, target, /, *, wrt=(), grad_output=None, q=0.5, axis=-1, sample_weight=None,
          ignore_index=None, reduction="mean", base=None):
     q = float(q)
     if not (0.0 < q <= 1.0):
@@ -598,15 +637,19 @@ def _gce(input, target, /, *, need_grad=False, grad_output=None, q=0.5, axis=-1,
     r = _prepare(input, target, axis=axis, weight=None, ignore_index=ignore_index, label_smoothing=0.0,
                  reduction=reduction, sample_weight=sample_weight, probs_input=True)
     xp, ax = r.xp, r.axis
+    need_t = _wants_target_grad(r, wrt, "generalized_cross_entropy")
     t = r.dense_target()
     pt = xp.sum(t * r.x, axis=ax)  # probability of the true class (soft targets: expected p)
     loss = _mask(r, (1.0 - xp.power(pt, q)) / q)
-    grad = None
-    if need_grad:
-        # ∂/∂p_j (1 − p_t^q)/q = −p_t^(q−1) t_j
-        grad = -xp.expand_dims(xp.power(pt, q - 1.0), ax) * t
-        grad = xp.where(t == 0, xp.zeros_like(grad), grad)
-    return _finish(r, loss, grad, reduction=reduction, base=None, grad_output=grad_output, need_grad=need_grad)
+    grads = {}
+    if 0 in wrt or need_t:
+        # ∂/∂p_j (1 − p_t^q)/q = −p_t^(q−1) t_j  and  ∂/∂t_j = −p_t^(q−1) p_j
+        d = -xp.expand_dims(xp.power(pt, q - 1.0), ax)
+        if 0 in wrt:
+            grads[0] = xp.where(t == 0, xp.zeros_like(r.x), d * t)
+        if need_t:
+            grads[1] = xp.where(r.x == 0, xp.zeros_like(r.x), d * r.x)
+    return _finish(r, loss, grads, reduction=reduction, base=None, grad_output=grad_output)
 
 
 def generalized_cross_entropy(input, target, /, *, q=0.5, axis=-1, sample_weight=None, ignore_index=None,
@@ -632,7 +675,7 @@ def generalized_cross_entropy(input, target, /, *, q=0.5, axis=-1, sample_weight
 
 
 @quiet
-def _poly1(input, target, /, *, need_grad=False, grad_output=None, epsilon=2.0, axis=-1, weight=None,
+def _poly1(input, target, /, *, wrt=(), grad_output=None, epsilon=2.0, axis=-1, weight=None,
            sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", base=None):
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
@@ -640,22 +683,22 @@ def _poly1(input, target, /, *, need_grad=False, grad_output=None, epsilon=2.0, 
     epsilon = float(epsilon)
     if base is not None:
         raise InvalidOptionError("base does not apply to poly1_cross_entropy (its polynomial term has no logarithm)")
-    ce_loss, ce_grad = _ce_terms(r, 0.0, need_grad)
+    need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "poly1_cross_entropy")
+    sp = SoftmaxParts(xp, r.x, ax)
+    loss, grads = _ce_terms(r, 0.0, need_grad, need_t, sp)
     t = r.dense_target()
-    from .activations import log_softmax
-
-    logp = log_softmax(r.x, axis=ax)
-    p = xp.exp(logp)
+    p = sp.p()
     # Σ_c t_c (1 − p_c), with 1 − p_c = −expm1(log p_c) for precision.
-    omp = xp.sum(t * (-xp.expm1(logp)), axis=ax)
-    loss = ce_loss + epsilon * omp
-    grad = None
+    omp = sp.one_minus_p()
+    loss = loss + epsilon * xp.sum(t * omp, axis=ax)
     if need_grad:
         # ∂/∂x_j (−Σ_c t_c p_c) = −(t_j p_j − p_j Σ_c t_c p_c)
         tp = t * p
-        grad = ce_grad - epsilon * (tp - p * xp.sum(tp, axis=ax, keepdims=True))
-    return _finish(r, loss, grad, reduction=reduction, base=None, grad_output=grad_output, need_grad=need_grad,
-                   norm=r.norm_weight())
+        grads[0] = grads[0] - epsilon * (tp - p * xp.sum(tp, axis=ax, keepdims=True))
+    if need_t:
+        # the polynomial term's t is the smoothed target without class weights
+        grads[1] = grads[1] + (epsilon * (1.0 - r.eps)) * omp
+    return _finish(r, loss, grads, reduction=reduction, base=None, grad_output=grad_output, norm=r.norm_weight())
 
 
 def poly1_cross_entropy(input, target, /, *, epsilon=2.0, axis=-1, weight=None, sample_weight=None,
@@ -676,11 +719,12 @@ def poly1_cross_entropy(input, target, /, *, epsilon=2.0, axis=-1, weight=None, 
                   ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)[0]
 
 
-register(cross_entropy, _ce, 2)
-register(safe_softmax_cross_entropy, _safe_ce, 2)
-register(categorical_cross_entropy, _cce, 2)
-register(nll_loss, _nll, 2)
-register(focal_cross_entropy, _focal_logits, 2)
-register(categorical_focal_cross_entropy, _focal_probs, 2)
-register(generalized_cross_entropy, _gce, 2)
-register(poly1_cross_entropy, _poly1, 2)
+_ARGS = ("input", "target")
+register(cross_entropy, _ce, _ARGS, (0, 1))
+register(safe_softmax_cross_entropy, _safe_ce, _ARGS, (0, 1))
+register(categorical_cross_entropy, _cce, _ARGS, (0, 1))
+register(nll_loss, _nll, _ARGS, (0,))
+register(focal_cross_entropy, _focal_logits, _ARGS, (0, 1))
+register(categorical_focal_cross_entropy, _focal_probs, _ARGS, (0, 1))
+register(generalized_cross_entropy, _gce, _ARGS, (0, 1))
+register(poly1_cross_entropy, _poly1, _ARGS, (0, 1))

@@ -90,3 +90,53 @@ def test_grad_output_is_a_vector_jacobian_product():
     g = ce.grad(ce.cross_entropy, X, Y, reduction="none", grad_output=go)
     f = lambda x, t, **k: ce.cross_entropy(x, t, reduction="none") * go  # noqa: E731
     np.testing.assert_allclose(g, _fd(f, X, Y, {}), rtol=1e-6, atol=1e-7)
+
+
+def _interior(t):
+    # soft targets kept away from 0 and 1 so that ±h stays a valid target
+    return 0.05 + 0.9 * t
+
+
+def _fd_target(fn, x, t, kw, h=1e-6):
+    return _fd(lambda tt, xx, **k: fn(xx, tt, **k), t, x, kw, h)
+
+
+TARGET_CASES = [c for c in CASES if np.asarray(c[2]).dtype.kind == "f"]
+
+
+@pytest.mark.parametrize("fn,x,t,kw", TARGET_CASES, ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(TARGET_CASES)])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_target_gradient_matches_central_differences(fn, x, t, kw, reduction):
+    kw = dict(kw)
+    kw.setdefault("reduction", reduction)
+    t = _interior(t)
+    val, (gx, gt) = ce.value_and_grad(fn, x, t, wrt=(0, 1), **kw)
+    assert gt.shape == t.shape and gt.dtype == t.dtype
+    np.testing.assert_allclose(gt, _fd_target(fn, x, t, kw), rtol=1e-6, atol=1e-7)
+    # the pair equals the single-argument calls (which may take a fast kernel), and by name too
+    np.testing.assert_allclose(gx, ce.grad(fn, x, t, **kw), rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(gt, ce.grad(fn, x, t, wrt="target", **kw))
+    np.testing.assert_allclose(val, fn(x, t, **kw), rtol=1e-14)
+
+
+def test_wrt_errors_name_the_argument():
+    with pytest.raises(ce.InvalidOptionError, match="class indices"):
+        ce.grad(ce.cross_entropy, X, Y, wrt=1)
+    with pytest.raises(ce.InvalidOptionError, match="wrt=2 is out of range.*input, target"):
+        ce.grad(ce.cross_entropy, X, Y, wrt=2)
+    with pytest.raises(ce.InvalidOptionError, match="no gradient with respect to 'target'.*'input'"):
+        ce.grad(ce.nll_loss, np.log(P), Y, wrt="target")
+    with pytest.raises(ce.InvalidOptionError, match="an argument name"):
+        ce.grad(ce.cross_entropy, X, Y, wrt=True)
+    with pytest.raises(ce.InvalidOptionError, match="at least one"):
+        ce.grad(ce.cross_entropy, X, Y, wrt=())
+
+
+def test_masked_class_target_gradient_is_minus_log_softmax():
+    # a -inf logit under a zero label: finite loss, and d/dt of that class is +inf (−log 0)
+    x = np.array([[0.0, -np.inf, 1.0]])
+    t = np.array([[0.5, 0.0, 0.5]])
+    v, (gx, gt) = ce.value_and_grad(ce.cross_entropy, x, t, wrt=(0, 1))
+    assert np.isfinite(v) and np.all(np.isfinite(gx)) and gx[0, 1] == 0.0
+    np.testing.assert_allclose(gt[0, [0, 2]], -ce.log_softmax(x)[0, [0, 2]] / 1, rtol=1e-15)
+    assert gt[0, 1] == np.inf
