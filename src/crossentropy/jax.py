@@ -1,4 +1,4 @@
-"""JAX drop-ins for optax's cross-entropy losses, with analytic gradients.
+"""JAX drop-ins for optax's cross-entropy losses: the library's formulas and gradients, every autodiff mode.
 
 ``softmax_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``,
 ``safe_softmax_cross_entropy``, ``sigmoid_binary_cross_entropy``,
@@ -6,19 +6,35 @@
 arguments (``axis`` and ``where`` included) and return per-example losses of
 optax's shapes; reduce them yourself (``.mean()``) as with optax.
 
-Each is a :func:`jax.custom_vjp` whose backward pass is the closed-form
-gradient of the library (``softmax − target``, ``σ(x) − y``, the focal and
-poly-1 formulas of :mod:`crossentropy`), not the autodiff of the forward
-pass; the cotangent for floating labels (soft targets) is the derivative of
-the same formula.  Everything is ``jax.numpy`` with static shapes and no
-value-dependent Python control flow, so the functions are ``jit``-,
-``vmap``- and ``grad``-safe.  (The library's own functions validate by
-reading values, which tracers under ``jit`` do not have; the formulas here
-are the library's, restated, and the tests hold them to it.)
+How it computes
+---------------
+A thin layer over the library: the per-example losses *and* their closed-form
+derivatives come from :mod:`crossentropy` itself, called on the JAX arrays
+(``reduction='none'``; :func:`crossentropy.value_and_grad` with
+``wrt=(logits, labels)``), so a fix in the library fixes this module.  Each
+loss is a :func:`jax.custom_jvp` whose tangent is
+:math:`\\sum_c (∂ℓ/∂x_c)\\,\\dot x_c + (∂ℓ/∂y_c)\\,\\dot y_c` with those
+closed-form partials.  JAX transposes it for reverse mode, so
 
-One deliberate difference: every softmax loss here treats ``0·log 0`` as 0,
-so a ``-inf`` logit (a masked class) under a zero label gives a finite loss
-and gradient; optax's plain ``softmax_cross_entropy`` gives NaN there.
+* ``jax.grad``/``vjp`` give the analytic cotangent of every floating argument,
+  the labels included (``−log_softmax`` for the softmax losses, ``−x`` for the
+  sigmoid one), and ``jax.jvp``/``jacfwd`` the same derivatives forwards;
+* higher orders (``jax.hessian``, ``jacfwd(jacrev)``, ``check_grads`` of any
+  order) differentiate the closed-form partials, which are themselves plain
+  ``jax.numpy`` code of the library;
+* ``jit``, ``vmap`` and ``grad`` compose: inside a transformation the library
+  skips its value checks (tracers have no values) and runs branch-free code.
+
+Masks (``where``) become ``−inf`` logits with zero labels, which the library
+treats with ``0·log 0 = 0``; the tangents at masked entries are set to 0 (the
+loss does not depend on them), so masked classes never turn a gradient into
+NaN.  A row with no unmasked entry gives 0, as in optax.
+``poly_loss_cross_entropy`` is linear in ``epsilon``: it is evaluated as
+``CE + ε·(poly1(ε=1) − CE)`` from the library's two functions, so ``epsilon``
+may be traced (``jit``) and differentiated.  ``sigmoid_focal_loss`` is
+``a_t·(1−p_t)^γ·BCE`` around the library's BCE (JAX differentiates the
+product), because the library takes ``gamma``/``alpha`` as Python numbers and
+optax's callers may trace them.
 
 >>> import jax, jax.numpy as jnp
 >>> from crossentropy.jax import softmax_cross_entropy_with_integer_labels
@@ -39,8 +55,14 @@ import operator
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
+from ._grad import value_and_grad
+from .binary import binary_cross_entropy_with_logits as _core_bce_with_logits
+from .categorical import cross_entropy as _core_cross_entropy
+from .categorical import poly1_cross_entropy as _core_poly1
+from .categorical import safe_softmax_cross_entropy as _core_safe_ce
 
 __all__ = [
     "softmax_cross_entropy",
@@ -53,7 +75,63 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------
-# validation (static: dtypes, ranks, axes — never values, which jit does not have)
+# one custom_jvp around the library: per-example loss, closed-form partials as the tangent map
+# ---------------------------------------------------------------------------------------------
+
+class _Spec(tuple):
+    """Static description of a library call: ``(function, options, class axis or None)``; hashable."""
+
+    def __new__(cls, fn, options, axis):
+        return super().__new__(cls, (fn, tuple(sorted(options.items())), axis))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(spec, wrt):
+    """The library call of ``spec`` (value, or value and partials w.r.t. ``wrt``), under ``jax.jit``.
+
+    Every array is a ``jit`` argument, hence a tracer inside: the library skips its value checks
+    (optax checks no values either, and ``check_grads`` steps labels just outside [0, 1]) and
+    runs its branch-free code; the compiled program is cached per shape, also for eager calls.
+    """
+    fn, options, _ = spec
+    options = dict(options)
+    if not wrt:
+        return jax.jit(lambda x, y: fn(x, y, reduction="none", **options))
+    return jax.jit(lambda x, y: value_and_grad(fn, x, y, wrt=wrt, reduction="none", **options))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _library_loss(spec, x, y, mask):
+    return _compiled(spec, ())(x, y)
+
+
+def _library_loss_jvp(spec, primals, tangents):
+    axis = spec[2]
+    x, y, mask = primals
+    # Symbolic-zero tangents (arguments not being differentiated) are skipped, so an infinite
+    # partial (−log p at a −inf logit, w.r.t. its label) never meets a zero tangent as inf·0.
+    wrt = tuple(i for i, (a, t) in enumerate(zip((x, y), tangents[:2]))
+                if not isinstance(t, SymbolicZero) and jnp.issubdtype(a.dtype, jnp.inexact))
+    if not wrt:
+        value = _compiled(spec, ())(x, y)
+        return value, jnp.zeros_like(value)
+    value, partials = _compiled(spec, wrt)(x, y)
+    tangent = None
+    for i, d in zip(wrt, partials):
+        if mask is not None:
+            d = jnp.where(mask, d, jnp.zeros_like(d))  # the loss does not depend on masked entries
+        term = d * tangents[i]
+        if axis is not None:
+            term = jnp.sum(term, axis=axis)
+        tangent = term if tangent is None else tangent + term
+    return value, tangent
+
+
+_library_loss.defjvp(_library_loss_jvp, symbolic_zeros=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# argument handling (static: dtypes, ranks, axes; never values, which jit does not have)
 # ---------------------------------------------------------------------------------------------
 
 def _floating(x, name):
@@ -76,78 +154,49 @@ def _axis(axis, ndim):
 
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, tuple):
+    if isinstance(axis, (tuple, list)):
         return tuple(one(a) for a in axis)
     return one(axis)
 
 
-def _where(where, logits, axis):
+def _classes_last(a, ax):
+    """Move the class axes ``ax`` (int or tuple) to the end, flattened into one; returns the array."""
+    ax = ax if isinstance(ax, tuple) else (ax,)
+    batch = tuple(i for i in range(a.ndim) if i not in ax)
+    a = jnp.transpose(a, batch + ax)
+    return jnp.reshape(a, tuple(a.shape[:len(batch)]) + (-1,))
+
+
+def _where(where, shape, ax):
+    """optax's ``where``: the logits' shape, or without the class axis (then broadcast along it)."""
     if where is None:
         return None
     where = jnp.asarray(where)
-    if where.ndim != logits.ndim:
-        where = jnp.expand_dims(where, axis)
-    return jnp.broadcast_to(where, logits.shape)
+    if where.ndim != len(shape):
+        where = jnp.expand_dims(where, ax)
+    try:
+        return jnp.broadcast_to(where, shape)
+    except ValueError:
+        raise ShapeMismatchError(f"where of shape {where.shape} does not broadcast to the logits' shape {shape}") from None
 
 
-def _xlogy(a, logp):
-    return jnp.where(a == 0, jnp.zeros_like(logp), a * logp)
+def _masked(x, y, where):
+    """Masked classes as ``−inf`` logits under zero labels; rows with no class left get finite zeros.
+
+    Returns ``(x, y, keep)`` with ``keep`` the rows (last axis reduced) that have a class, or None.
+    """
+    if where is None:
+        return x, y, None
+    keep = jnp.any(where, axis=-1)
+    live = where & keep[..., None]
+    x = jnp.where(live, x, jnp.where(keep[..., None], -jnp.inf, 0.0).astype(x.dtype))
+    if y is not None and jnp.issubdtype(y.dtype, jnp.inexact):
+        y = jnp.where(live, y, jnp.zeros_like(y))
+    return x, y, keep
 
 
-def _mask(v, where):
-    return v if where is None else jnp.where(where, v, jnp.zeros_like(v))
-
-
-# ---------------------------------------------------------------------------------------------
-# softmax cross-entropy with probability labels (plain, safe, poly-1 share it)
-# ---------------------------------------------------------------------------------------------
-
-def _soft_ce_fwd_terms(logits, labels, where, axis):
-    logp = jax.nn.log_softmax(logits, axis=axis, where=where)
-    loss = -jnp.sum(_mask(_xlogy(labels, logp), where), axis=axis)
-    return loss, logp
-
-
-def _soft_ce_formula(logits, labels, where, axis, epsilon):
-    loss, logp = _soft_ce_fwd_terms(logits, labels, where, axis)
-    if epsilon is not None:
-        p = _mask(jnp.exp(logp), where)
-        loss = loss + epsilon * jnp.sum(_mask(labels * (1.0 - p), where), axis=axis)
-    return loss
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _soft_ce(logits, labels, where, axis, epsilon):
-    return _soft_ce_formula(logits, labels, where, axis, epsilon)
-
-
-def _soft_ce_fwd(logits, labels, where, axis, epsilon):
-    loss, logp = _soft_ce_fwd_terms(logits, labels, where, axis)
-    p = _mask(jnp.exp(logp), where)
-    if epsilon is not None:
-        loss = loss + epsilon * jnp.sum(_mask(labels * (1.0 - p), where), axis=axis)
-    return loss, (logits, labels, where, epsilon, p)
-
-
-def _soft_ce_bwd(axis, res, g):
-    logits, labels, where, epsilon, p = res
-    a = _mask(labels, where)
-    # ∂/∂x_j −Σ_c a_c log p_c = (Σ_c a_c) p_j − a_j
-    dx = jnp.sum(a, axis=axis, keepdims=True) * p - a
-    if epsilon is not None:
-        # ∂/∂x_j −ε Σ_c a_c p_c = −ε (a_j p_j − p_j Σ_c a_c p_c)
-        ap = a * p
-        dx = dx - epsilon * (ap - p * jnp.sum(ap, axis=axis, keepdims=True))
-    gx = jnp.expand_dims(g, axis)
-    dx = _mask(dx * gx, where).astype(logits.dtype)
-    # Soft labels: the derivative of the same formula w.r.t. the labels.
-    _, vjp_y = jax.vjp(lambda y: _soft_ce_formula(jax.lax.stop_gradient(logits), y, where, axis, epsilon), labels)
-    (dy,) = vjp_y(g)
-    deps = None if epsilon is None else jnp.zeros_like(epsilon)
-    return dx, dy, None, deps
-
-
-_soft_ce.defvjp(_soft_ce_fwd, _soft_ce_bwd)
+def _rows(out, keep):
+    return out if keep is None else jnp.where(keep, out, jnp.zeros_like(out))
 
 
 def _prob_args(logits, labels, axis, where, fname):
@@ -161,17 +210,32 @@ def _prob_args(logits, labels, axis, where, fname):
         ) from None
     logits = jnp.broadcast_to(logits, shape)
     labels = jnp.broadcast_to(labels.astype(logits.dtype), shape)
+    if logits.ndim == 0:
+        raise ShapeMismatchError(f"{fname}: logits must have a class axis; got a scalar")
     ax = _axis(axis, logits.ndim)
-    return logits, labels, ax, _where(where, logits, ax)
+    where = _where(where, shape, ax)
+    # The library takes one class axis: flatten the class axes into the last one.
+    logits, labels = _classes_last(logits, ax), _classes_last(labels, ax)
+    where = None if where is None else _classes_last(where, ax)
+    return _masked(logits, labels, where) + (where,)
 
+
+def _soft(fn, x, y, where, **options):
+    mask = None if where is None else where
+    return _library_loss(_Spec(fn, options, -1), x, y, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax losses
+# ---------------------------------------------------------------------------------------------
 
 def softmax_cross_entropy(logits, labels, axis=-1, where=None):
     r"""Softmax cross-entropy against probability labels (optax's ``softmax_cross_entropy``).
 
     .. math:: \ell = -\sum_{c ∈ \text{where}} y_c \log \mathrm{softmax}(x)_c
 
-    (softmax over the ``where`` entries only).  Gradient w.r.t. the logits:
-    :math:`(\sum_c y_c)\,p - y`.
+    (softmax over the ``where`` entries only; ``0·log 0 = 0``).  Partials:
+    :math:`∂ℓ/∂x = (\sum_c y_c)\,p - y`, :math:`∂ℓ/∂y = -\log p`.
 
     Shapes: ``logits`` ``[..., num_classes]`` (classes on ``axis``, an int, a
     tuple of ints or ``None``); ``labels`` broadcastable to it; ``where``
@@ -183,15 +247,15 @@ def softmax_cross_entropy(logits, labels, axis=-1, where=None):
     >>> print(softmax_cross_entropy(jnp.array([[0.0, 0.0]]), jnp.array([[0.5, 0.5]])))
     [0.6931472]
     """
-    logits, labels, ax, where = _prob_args(logits, labels, axis, where, "softmax_cross_entropy")
-    return _soft_ce(logits, labels, where, ax, None)
+    x, y, keep, where = _prob_args(logits, labels, axis, where, "softmax_cross_entropy")
+    return _rows(_soft(_core_safe_ce, x, y, where), keep)
 
 
 def safe_softmax_cross_entropy(logits, labels):
     r"""Softmax cross-entropy with ``0·log 0 = 0`` (optax's ``safe_softmax_cross_entropy``).
 
-    A ``-inf`` logit under a zero label contributes 0 to the loss and its
-    gradient instead of NaN.  Classes on the last axis.
+    A ``-inf`` logit under a zero label contributes 0 to the loss and to the
+    logits' gradient instead of NaN.  Classes on the last axis.
 
     Shapes: ``logits`` ``[..., num_classes]``, ``labels`` broadcastable to it;
     returns ``[...]``.
@@ -201,8 +265,8 @@ def safe_softmax_cross_entropy(logits, labels):
     >>> print(safe_softmax_cross_entropy(jnp.array([[0.0, -jnp.inf, 0.0]]), jnp.array([[0.5, 0.0, 0.5]])))
     [0.6931472]
     """
-    logits, labels, ax, _ = _prob_args(logits, labels, -1, None, "safe_softmax_cross_entropy")
-    return _soft_ce(logits, labels, None, ax, None)
+    x, y, _, _ = _prob_args(logits, labels, -1, None, "safe_softmax_cross_entropy")
+    return _soft(_core_safe_ce, x, y, None)
 
 
 def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, axis=-1, where=None):
@@ -210,63 +274,29 @@ def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, axis=-1, where=None)
 
     .. math:: \ell = \mathrm{CE}(x, y) + ε \sum_c y_c (1 - p_c)
 
-    Gradient w.r.t. the logits: :math:`(\sum_c y_c) p - y - ε\,(y p - p \sum_c y_c p_c)`.
-
-    Shapes: as :func:`softmax_cross_entropy`.
+    Shapes: as :func:`softmax_cross_entropy`.  ``epsilon`` may be a traced
+    scalar; :math:`∂ℓ/∂ε = \sum_c y_c (1 - p_c)`.
 
     >>> import jax.numpy as jnp
     >>> from crossentropy.jax import poly_loss_cross_entropy
     >>> print(poly_loss_cross_entropy(jnp.array([[2.0, 1.0, -1.0]]), jnp.array([[1.0, 0.0, 0.0]])).round(6))
     [0.938243]
     """
-    logits, labels, ax, where = _prob_args(logits, labels, axis, where, "poly_loss_cross_entropy")
-    return _soft_ce(logits, labels, where, ax, jnp.asarray(epsilon, dtype=logits.dtype))
-
-
-# ---------------------------------------------------------------------------------------------
-# integer labels
-# ---------------------------------------------------------------------------------------------
-
-def _int_ce_formula(logits, labels, where, axis):
-    label_logits = jnp.take_along_axis(logits, jnp.expand_dims(labels, axis), axis=axis).squeeze(axis)
-    lse = jax.nn.logsumexp(logits, axis=axis, where=where)
-    out = lse - label_logits
-    if where is not None:
-        out = jnp.where(jnp.any(where, axis), out, jnp.zeros_like(out))
-    return out
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _int_ce(logits, labels, where, axis):
-    return _int_ce_formula(logits, labels, where, axis)
-
-
-def _int_ce_fwd(logits, labels, where, axis):
-    return _int_ce_formula(logits, labels, where, axis), (logits, labels, where)
-
-
-def _int_ce_bwd(axis, res, g):
-    logits, labels, where = res
-    p = jax.nn.softmax(logits, axis=axis, where=where)
-    onehot = jnp.arange(logits.shape[axis]).reshape(
-        tuple(-1 if i == axis else 1 for i in range(logits.ndim))) == jnp.expand_dims(labels, axis)
-    dx = p - onehot.astype(logits.dtype)
-    if where is not None:
-        dx = dx * jnp.any(where, axis=axis, keepdims=True)
-        dx = jnp.where(where | onehot, dx, jnp.zeros_like(dx))
-    return (dx * jnp.expand_dims(g, axis)).astype(logits.dtype), None, None
-
-
-_int_ce.defvjp(_int_ce_fwd, _int_ce_bwd)
+    x, y, keep, where = _prob_args(logits, labels, axis, where, "poly_loss_cross_entropy")
+    eps = jnp.asarray(epsilon, dtype=x.dtype)
+    ce = _soft(_core_safe_ce, x, y, where)
+    # ℓ is linear in ε: ℓ = CE + ε·T with T = poly1(ε=1) − CE, both from the library.
+    poly_term = _soft(_core_poly1, x, y, where, epsilon=1.0) - ce
+    return _rows(ce + eps * poly_term, keep)
 
 
 def softmax_cross_entropy_with_integer_labels(logits, labels, axis=-1, where=None):
     r"""Softmax cross-entropy against class indices (optax's ``softmax_cross_entropy_with_integer_labels``).
 
-    .. math:: \ell = \log \sum_{c ∈ \text{where}} e^{x_c} - x_{y}
+    .. math:: \ell = -\log \mathrm{softmax}_{\text{where}}(x)_{y}
 
-    Gradient w.r.t. the logits: ``softmax(x) − onehot(y)``.  A tuple
-    ``axis`` flattens those axes into one class axis (``num_classes`` is
+    Partial: :math:`∂ℓ/∂x = \mathrm{softmax}(x) - \mathrm{onehot}(y)`.  A
+    tuple ``axis`` flattens those axes into one class axis (``num_classes`` is
     then their product).  Rows with no ``where`` entry give 0.
 
     Shapes: ``logits`` ``[..., num_classes]``; integer ``labels`` ``[...]``.
@@ -280,30 +310,22 @@ def softmax_cross_entropy_with_integer_labels(logits, labels, axis=-1, where=Non
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise InvalidDTypeError(f"labels must hold integer class indices; got dtype {labels.dtype}")
-    where = None if where is None else jnp.asarray(where)
+    if logits.ndim == 0:
+        raise ShapeMismatchError("logits must have a class axis; got a scalar")
     ax = _axis(axis, logits.ndim)
-    if where is not None and where.ndim != logits.ndim:
-        where = jnp.expand_dims(where, ax)
-    if isinstance(ax, tuple):
-        # Move the class axes last (keeping their order) and flatten them into one.
-        batch = tuple(i for i in range(logits.ndim) if i not in ax)
-        logits = logits.transpose(batch + ax).reshape(tuple(logits.shape[i] for i in batch) + (-1,))
-        if where is not None:
-            where = jnp.broadcast_to(where, tuple(jnp.shape(where)))
-            where = where.transpose(batch + ax).reshape(tuple(where.shape[i] for i in batch) + (-1,))
-        ax = len(batch)
-    expected = tuple(s for i, s in enumerate(logits.shape) if i != ax)
-    if tuple(labels.shape) != expected:
+    where = _where(where, logits.shape, ax)
+    x = _classes_last(logits, ax)
+    where = None if where is None else _classes_last(where, ax)
+    if tuple(labels.shape) != tuple(x.shape[:-1]):
         raise ShapeMismatchError(
-            f"labels must have shape {expected} (the logits' shape without the class axis); got {labels.shape}"
-        )
-    if where is not None:
-        where = jnp.broadcast_to(where, logits.shape)
-    return _int_ce(logits, labels, where, ax)
+            f"labels must have shape {tuple(x.shape[:-1])} (the logits' shape without the class axis); "
+            f"got {labels.shape}")
+    x, _, keep = _masked(x, None, where)
+    return _rows(_soft(_core_cross_entropy, x, labels, where, axis=-1), keep)
 
 
 # ---------------------------------------------------------------------------------------------
-# sigmoid (elementwise)
+# sigmoid losses (elementwise)
 # ---------------------------------------------------------------------------------------------
 
 def _binary_args(logits, labels):
@@ -316,34 +338,13 @@ def _binary_args(logits, labels):
     return jnp.broadcast_to(logits, shape), jnp.broadcast_to(labels.astype(logits.dtype), shape)
 
 
-def _bce_formula(x, y):
-    return -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
-
-
-@jax.custom_vjp
-def _bce(x, y):
-    return _bce_formula(x, y)
-
-
-def _bce_fwd(x, y):
-    return _bce_formula(x, y), (x, y)
-
-
-def _bce_bwd(res, g):
-    x, y = res
-    # ∂/∂x = σ(x) − y;  ∂/∂y = log σ(−x) − log σ(x) = −x
-    return g * (jax.nn.sigmoid(x) - y), -g * x
-
-
-_bce.defvjp(_bce_fwd, _bce_bwd)
-
-
 def sigmoid_binary_cross_entropy(logits, labels):
     r"""Elementwise sigmoid cross-entropy (optax's ``sigmoid_binary_cross_entropy``).
 
     .. math:: \ell = -\left[y \log σ(x) + (1-y) \log σ(-x)\right]
 
-    Gradient: :math:`σ(x) - y`.  Both logs are overflow-free.
+    Partials: :math:`∂ℓ/∂x = σ(x) - y`, :math:`∂ℓ/∂y = -x`.  Both logs are
+    overflow-free.
 
     Shapes: ``logits`` and ``labels`` broadcastable to each other; returns
     the broadcast shape.
@@ -355,45 +356,7 @@ def sigmoid_binary_cross_entropy(logits, labels):
     [0.0, 10000.0, 0.6931471824645996]
     """
     x, y = _binary_args(logits, labels)
-    return _bce(x, y)
-
-
-def _focal_formula(x, y, alpha, gamma):
-    s, sn = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
-    omp = y * sn + (1.0 - y) * s  # 1 − p_t without cancellation
-    loss = jnp.power(omp, gamma) * _bce_formula(x, y)
-    if alpha is not None:
-        loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
-    return loss
-
-
-@jax.custom_vjp
-def _focal(x, y, alpha, gamma):
-    return _focal_formula(x, y, alpha, gamma)
-
-
-def _focal_fwd(x, y, alpha, gamma):
-    return _focal_formula(x, y, alpha, gamma), (x, y, alpha, gamma)
-
-
-def _focal_bwd(res, g):
-    x, y, alpha, gamma = res
-    s, sn = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
-    omp = y * sn + (1.0 - y) * s
-    bce = _bce_formula(x, y)
-    mod = jnp.power(omp, gamma)
-    # ∂(1−p_t)/∂x = (1 − 2y) σ(x) σ(−x); at 1 − p_t = 0 the product with bce (→ 0) is 0.
-    safe = jnp.where(omp == 0, jnp.ones_like(omp), omp)
-    dmod = jnp.where(omp == 0, jnp.zeros_like(omp), gamma * jnp.power(safe, gamma - 1.0) * (1.0 - 2.0 * y) * s * sn)
-    dx = dmod * bce + mod * (s - y)
-    if alpha is not None:
-        dx = (alpha * y + (1.0 - alpha) * (1.0 - y)) * dx
-    _, vjp_y = jax.vjp(lambda yy: _focal_formula(jax.lax.stop_gradient(x), yy, alpha, gamma), y)
-    (dy,) = vjp_y(g)
-    return (g * dx).astype(x.dtype), dy, None if alpha is None else jnp.zeros_like(alpha), jnp.zeros_like(gamma)
-
-
-_focal.defvjp(_focal_fwd, _focal_bwd)
+    return _library_loss(_Spec(_core_bce_with_logits, {}, None), x, y, None)
 
 
 def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0):
@@ -402,7 +365,8 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0):
     .. math:: \ell = a_t\,(1 - p_t)^γ\,\mathrm{BCE}(x, y),\quad
               1 - p_t = yσ(-x) + (1-y)σ(x),\quad a_t = αy + (1-α)(1-y)
 
-    ``alpha=None`` applies no class balancing.  Labels may be soft (in [0, 1]).
+    ``alpha=None`` applies no class balancing.  Labels may be soft (in [0, 1]);
+    ``alpha`` and ``gamma`` may be traced and differentiated.
 
     Shapes: as :func:`sigmoid_binary_cross_entropy`.
 
@@ -412,5 +376,17 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0):
     [0.000451 0.016994]
     """
     x, y = _binary_args(logits, labels)
-    a = None if alpha is None else jnp.asarray(alpha, dtype=x.dtype)
-    return _focal(x, y, a, jnp.asarray(gamma, dtype=x.dtype))
+    gamma = jnp.asarray(gamma, dtype=x.dtype)
+    bce = _library_loss(_Spec(_core_bce_with_logits, {}, None), x, y, None)
+    # 1 − p_t as a sum of two non-negative terms: no cancellation when p_t → 1.
+    q = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
+    # (1 − p_t)^γ, with the derivative of q^γ taken as 0 at q = 0 (the product with BCE → 0
+    # vanishes there for every γ ≥ 0): the inner where keeps γ·q^(γ−1) from being inf·0.
+    positive = q > 0
+    modulator = jnp.where(positive, jnp.power(jnp.where(positive, q, 1.0), gamma),
+                          jnp.where(gamma == 0, 1.0, 0.0).astype(x.dtype))
+    loss = modulator * bce
+    if alpha is None:
+        return loss
+    alpha = jnp.asarray(alpha, dtype=x.dtype)
+    return (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
