@@ -176,3 +176,161 @@ def test_matches_the_core_library():
 def test_errors(call, exc):
     with pytest.raises(exc):
         call()
+
+
+# ---------------------------------------------------------------------------------------------
+# every autodiff mode (float64: the root conftest enables x64), against optax and finite differences
+# ---------------------------------------------------------------------------------------------
+
+R64 = np.random.default_rng(3)
+X64 = jnp.asarray(R64.normal(size=(4, 5)) * 2)
+P64 = jax.nn.softmax(jnp.asarray(R64.normal(size=(4, 5))))
+B64 = jnp.asarray(R64.uniform(0.2, 0.8, (4, 5)))  # soft labels: every derivative exists
+I64 = jnp.asarray(R64.integers(0, 5, 4))
+W64 = jnp.asarray(R64.random((4, 5)) > 0.3).at[:, 0].set(True).at[jnp.arange(4), I64].set(True)
+
+# name -> (function, args, kwargs); the labels are differentiated when floating.
+AD_CASES = {
+    "softmax_cross_entropy": ("softmax_cross_entropy", (X64, P64), {}),
+    "softmax_cross_entropy/where": ("softmax_cross_entropy", (X64, P64), {"where": W64}),
+    "softmax_cross_entropy/axis=0": ("softmax_cross_entropy", (X64, P64), {"axis": 0}),
+    "safe_softmax_cross_entropy": ("safe_softmax_cross_entropy", (X64, P64), {}),
+    "integer_labels": ("softmax_cross_entropy_with_integer_labels", (X64, I64), {}),
+    "integer_labels/where": ("softmax_cross_entropy_with_integer_labels", (X64, I64), {"where": W64}),
+    "sigmoid_binary_cross_entropy": ("sigmoid_binary_cross_entropy", (X64, B64), {}),
+    "sigmoid_focal_loss/alpha=0.3": ("sigmoid_focal_loss", (X64, B64), {"alpha": 0.3}),
+    "sigmoid_focal_loss/gamma=0.5": ("sigmoid_focal_loss", (X64, B64), {"gamma": 0.5}),
+    "poly_loss_cross_entropy": ("poly_loss_cross_entropy", (X64, P64), {}),
+    "poly_loss_cross_entropy/eps=-1 where": ("poly_loss_cross_entropy", (X64, P64), {"epsilon": -1.0, "where": W64}),
+}
+
+
+def _weighted(mod, name):
+    # Distinct weights per row so that a mix-up of rows cannot cancel out.
+    fname, args, kw = AD_CASES[name]
+    f = getattr(mod, fname)
+
+    def g(*a):
+        v = f(*a, **kw)
+        return v * jnp.linspace(0.5, 1.5, v.shape[0]).reshape((-1,) + (1,) * (v.ndim - 1)) if v.ndim else v
+
+    argnums = (0, 1) if jnp.issubdtype(args[1].dtype, jnp.floating) else (0,)
+    return g, args, argnums
+
+
+def _maxdiff(a, b):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(la) == len(lb)
+    return max(float(jnp.max(jnp.abs(jnp.asarray(u) - jnp.asarray(v)))) for u, v in zip(la, lb))
+
+
+@pytest.mark.parametrize("name", list(AD_CASES))
+@pytest.mark.parametrize("mode", ["jvp", "jacfwd", "jacrev", "hessian"])
+def test_autodiff_mode_matches_optax(name, mode):
+    ours, args, argnums = _weighted(cj, name)
+    ref, _, _ = _weighted(optax.losses, name)
+    if mode == "jvp":
+        tangents = tuple(jnp.asarray(np.random.default_rng(5).normal(size=args[i].shape)) for i in argnums)
+        fix = lambda f: (lambda *d: f(*d, *args[len(argnums):]))  # noqa: E731
+        a = jax.jvp(fix(ours), args[:len(argnums)], tangents)
+        b = jax.jvp(fix(ref), args[:len(argnums)], tangents)
+    else:
+        tr = {"jacfwd": jax.jacfwd, "jacrev": jax.jacrev, "hessian": jax.hessian}[mode]
+        total = (lambda f: (lambda *a: jnp.sum(f(*a)))) if mode == "hessian" else (lambda f: f)
+        a = jax.jit(tr(total(ours), argnums=argnums))(*args)
+        b = jax.jit(tr(total(ref), argnums=argnums))(*args)
+    assert _maxdiff(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize("name", list(AD_CASES))
+def test_check_grads_both_modes_orders_1_and_2(name):
+    from jax.test_util import check_grads
+
+    ours, args, argnums = _weighted(cj, name)
+    n = len(argnums)
+    f = lambda *d: ours(*d, *args[n:])  # noqa: E731
+    check_grads(f, args[:n], order=2, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("fname, extra", [("softmax_cross_entropy", 0.0), ("safe_softmax_cross_entropy", 0.0),
+                                          ("poly_loss_cross_entropy", 2.0)])
+def test_label_cotangent_is_minus_log_softmax(fname, extra):
+    # At one-hot labels the cotangent of a zero label is −log p_c (+ ε(1 − p_c) for poly-1), not 0;
+    # central differences agree (no value checks, so labels may step below 0 as check_grads does).
+    x = jnp.array([[10.0, -2.0, 1.0], [0.5, 0.25, -3.0]])
+    y = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    f = getattr(cj, fname)
+    g = jax.grad(lambda lab: f(x, lab).sum())(y)
+    logp = jax.nn.log_softmax(x)
+    expected = -logp + extra * (1.0 - jnp.exp(logp))
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+    if not extra:
+        assert float(g[0, 1]) == pytest.approx(12.0001, abs=1e-4)  # −log softmax: 12 + log(1 + e^-12 + e^-9)
+    h = 1e-6
+    for i, j in [(0, 1), (0, 2), (1, 0), (1, 1)]:
+        fd = (f(x, y.at[i, j].add(h)).sum() - f(x, y.at[i, j].add(-h)).sum()) / (2 * h)
+        assert float(g[i, j]) == pytest.approx(float(fd), rel=1e-7, abs=1e-7)
+
+
+def test_masked_logits_keep_finite_exact_derivatives_of_every_order():
+    # A −inf logit (safe CE) or a where-masked class: the loss, gradient, Jacobian and Hessian
+    # are finite and equal those of the same problem with that class removed.
+    x = jnp.array([[2.0, -jnp.inf, 0.5, -1.0], [0.3, -jnp.inf, -jnp.inf, 1.0]])
+    y = jnp.array([[0.6, 0.0, 0.3, 0.1], [0.5, 0.0, 0.0, 0.5]])
+    live = ~jnp.isinf(x)
+    keep = [[0, 2, 3], [0, 3]]
+    losses = {
+        "safe": (lambda a, lab: cj.safe_softmax_cross_entropy(a, lab), cj.safe_softmax_cross_entropy),
+        "plain": (lambda a, lab: cj.softmax_cross_entropy(a, lab), cj.softmax_cross_entropy),
+        "where": (lambda a, lab: cj.softmax_cross_entropy(jnp.where(live, a, 7.0), lab, where=live),
+                  cj.softmax_cross_entropy),
+        "poly": (lambda a, lab: cj.poly_loss_cross_entropy(a, lab, epsilon=1.5),
+                 lambda a, lab: cj.poly_loss_cross_entropy(a, lab, epsilon=1.5)),
+    }
+    for name, (f, reduced) in losses.items():
+        total = lambda a, f=f: f(a, y).sum()  # noqa: E731
+        value, g, gf, H = jax.jit(lambda a, t=total: (t(a), jax.grad(t)(a), jax.jacfwd(t)(a), jax.hessian(t)(a)))(x)
+        assert jnp.isfinite(value) and jnp.isfinite(g).all() and jnp.isfinite(H).all(), name
+        np.testing.assert_allclose(gf, g, rtol=1e-13, atol=1e-15)
+        for r, cols in enumerate(keep):
+            cols, masked = jnp.array(cols), jnp.array([c for c in range(4) if c not in cols])
+            sub = lambda a, r=r, cols=cols, reduced=reduced: reduced(a[None], y[r, cols][None]).sum()  # noqa: E731
+            gs, Hs = jax.jit(lambda a, s=sub: (jax.grad(s)(a), jax.hessian(s)(a)))(x[r, cols])
+            np.testing.assert_allclose(g[r, cols], gs, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(H[r][:, r][jnp.ix_(cols, cols)], Hs, rtol=1e-12, atol=1e-15)
+            assert float(jnp.max(jnp.abs(g[r, masked]))) == 0.0, name
+            assert float(jnp.max(jnp.abs(H[r][:, r][masked]))) == 0.0, name
+
+
+@pytest.mark.parametrize("fname, option, value", [("poly_loss_cross_entropy", "epsilon", 1.7),
+                                                  ("sigmoid_focal_loss", "gamma", 1.3),
+                                                  ("sigmoid_focal_loss", "alpha", 0.35)])
+def test_option_derivatives_traced_and_exact(fname, option, value):
+    # epsilon / gamma / alpha may be jit arguments (optax's tests trace them) and have derivatives.
+    f = getattr(cj, fname)
+    x, y = (X64, P64) if fname.startswith("poly") else (X64, B64)
+    base = {"alpha": 0.35} if option == "gamma" else {}
+    loss = lambda v: f(x, y, **base, **{option: v}).sum()  # noqa: E731
+    v = jnp.asarray(value)
+    g = jax.jit(jax.grad(loss))(v)
+    fd = (loss(v + 1e-6) - loss(v - 1e-6)) / 2e-6
+    assert float(g) == pytest.approx(float(fd), rel=1e-7)
+    ref = jax.grad(lambda w: getattr(optax.losses, fname)(x, y, **base, **{option: w}).sum())(v)
+    assert float(g) == pytest.approx(float(ref), rel=1e-12)
+    np.testing.assert_allclose(jax.jit(lambda w: f(x, y, **base, **{option: w}))(v), f(x, y, **base, **{option: value}),
+                               rtol=1e-14)
+
+
+def test_transforms_compose():
+    # jit ∘ vmap ∘ hessian, vmap ∘ jacfwd, grad ∘ jit over the integer-label and soft losses.
+    xs = jnp.stack([X64, 2 * X64])
+    per = lambda a, lab: cj.softmax_cross_entropy_with_integer_labels(a, lab).sum()  # noqa: E731
+    H = jax.jit(jax.vmap(jax.hessian(per), in_axes=(0, None)))(xs, I64)
+    np.testing.assert_allclose(H[1], jax.hessian(lambda a: optax.losses.softmax_cross_entropy_with_integer_labels(
+        a, I64).sum())(2 * X64), atol=1e-13)
+    J = jax.vmap(jax.jacfwd(lambda a, lab: cj.poly_loss_cross_entropy(a, lab)), in_axes=(0, None))(xs, P64)
+    np.testing.assert_allclose(J[0], jax.jacrev(lambda a: optax.losses.poly_loss_cross_entropy(a, P64))(X64),
+                               atol=1e-13)
+    g = jax.grad(jax.jit(lambda a: cj.sigmoid_focal_loss(a, B64, alpha=0.25).sum()))(X64)
+    np.testing.assert_allclose(g, jax.grad(lambda a: optax.losses.sigmoid_focal_loss(a, B64, alpha=0.25).sum())(X64),
+                               atol=1e-13)
