@@ -9,3 +9,9 @@ Tests and doctests that want float32 ask for it with an explicit dtype.
 import os
 
 os.environ["JAX_ENABLE_X64"] = "1"
+
+# SciPy reads SCIPY_ARRAY_API once, when it is first imported (and scikit-learn decides then
+# whether its array-API tests can run): set before any module imports scipy, for the whole
+# session, so that scikit-learn's own array-API tests of log_loss (tests/upstream) run
+# whichever worker imports scipy first.
+os.environ["SCIPY_ARRAY_API"] = "1"

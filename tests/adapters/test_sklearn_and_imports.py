@@ -33,6 +33,8 @@ CASES = {
     "rows not summing to 1": ((Y3, P3 * 0.7), {}),
     "indicator matrix y_true": ((np.eye(3)[Y3], P3), {}),
     "integer proba dtype": ((np.array([0, 1]), np.array([[1, 0], [0, 1]])), {}),
+    "float16 proba (clip at float16 eps)": ((np.array([0, 1, 1]), np.array([[1, 0], [0.3, 0.7], [0.999, 0.001]],
+                                                                            "float16")), {}),
 }
 
 
@@ -85,6 +87,61 @@ def test_weights_summing_to_zero():
         sklearn.metrics.log_loss([0, 1], [[0.5, 0.5], [0.2, 0.8]], sample_weight=[1.0, -1.0])
     with pytest.raises(WeightsSumToZeroError):
         log_loss([0, 1], [[0.5, 0.5], [0.2, 0.8]], sample_weight=[1.0, -1.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# any array-API library and device (scikit-learn's own array-API tests run in tests/upstream)
+# ---------------------------------------------------------------------------------------------
+
+def _strict(dtype_name, device_name):
+    xs = pytest.importorskip("array_api_strict")
+    return lambda a: xs.asarray(np.asarray(a, dtype=dtype_name), device=xs.Device(device_name))
+
+
+def _torch(dtype_name):
+    torch = pytest.importorskip("torch")
+    return lambda a: torch.asarray(np.asarray(a, dtype=dtype_name))
+
+
+def _jax(dtype_name):
+    jnp = pytest.importorskip("jax.numpy")
+    return lambda a: jnp.asarray(np.asarray(a, dtype=dtype_name))
+
+
+ARRAY_LIBS = {
+    "array_api_strict device1 float32": lambda: _strict("float32", "device1"),
+    "array_api_strict CPU float64": lambda: _strict("float64", "CPU_DEVICE"),
+    "torch float32": lambda: _torch("float32"),
+    "torch float64": lambda: _torch("float64"),
+    "jax float64": lambda: _jax("float64"),
+}
+
+
+@pytest.mark.parametrize("lib", list(ARRAY_LIBS))
+@pytest.mark.parametrize("case", ["multiclass", "sample_weight+normalize=False", "binary 1-D proba",
+                                  "clip at float64 eps (p=0,1)", "labels (class absent from y_true)"])
+def test_array_api_input_matches_numpy(lib, case):
+    # Computed in the caller's library on its device: array_api_strict's device1 refuses any
+    # conversion to NumPy, so passing there shows y_proba never went through NumPy.
+    conv = ARRAY_LIBS[lib]()
+    (y, p), kw = CASES[case]
+    kw = {k: conv(v) if k == "sample_weight" else v for k, v in kw.items()}
+    ours = log_loss(conv(y), conv(p), **kw)
+    dtype = "float32" if "float32" in lib else "float64"
+    ref = log_loss(y, np.asarray(p, dtype=dtype), **{k: np.asarray(v) if k == "sample_weight" else v
+                                                        for k, v in CASES[case][1].items()})
+    assert isinstance(ours, float)
+    assert ours == pytest.approx(ref, rel=4 * np.finfo(dtype).eps)
+
+
+def test_array_api_errors_name_the_values():
+    conv = _strict("float32", "device1")
+    with pytest.raises(crossentropy.ProbabilityRangeError, match="greater than 1: 1.5"):
+        log_loss([0, 1], conv([[0.5, 0.5], [-0.5, 1.5]]))
+    with pytest.raises(crossentropy.InvalidOptionError, match="NaN"):
+        log_loss([0, 1], conv([[0.5, np.nan], [0.2, 0.8]]))
+    with pytest.warns(UserWarning, match="do not sum to one"):
+        log_loss([0, 1], conv([[0.5, 0.4], [0.2, 0.8]]))
 
 
 def test_deprecated_y_pred_keyword():

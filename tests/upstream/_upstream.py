@@ -98,7 +98,7 @@ def run_expecting(difference: Difference, call: Callable[[], Any]):
 
 def upstream_skip_reason(fn) -> str | None:
     """The reason when upstream marks ``fn`` ``skip`` / ``skipif(True)`` here (not this backend / platform)."""
-    for mark in getattr(fn, "pytestmark", []):
+    for mark in upstream_marks(fn):
         if mark.name == "skip":
             return mark.kwargs.get("reason", "skip")
         if mark.name == "skipif" and mark.args and mark.args[0] is True:
@@ -185,11 +185,8 @@ def _swap_check(swaps, impl):
 # plain pytest functions (scikit-learn)
 # ---------------------------------------------------------------------------------------------
 
-def _values(v):
-    """The tuple of values of one ``argvalues`` entry (plain value, tuple or ``pytest.param``)."""
-    if hasattr(v, "values") and hasattr(v, "marks") and hasattr(v, "id"):  # a ParameterSet
-        return tuple(v.values)
-    return v if isinstance(v, tuple) else (v,)
+def _is_paramset(v):
+    return hasattr(v, "values") and hasattr(v, "marks") and hasattr(v, "id")
 
 
 def _argnames(mark):
@@ -197,84 +194,99 @@ def _argnames(mark):
     return [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
 
 
-def _filter_parametrize(mark, keep):
-    """``mark`` with only the argvalues for which ``keep(dict(argname=value, ...))`` holds."""
+_MARKS: dict = {}
+
+
+def upstream_marks(fn) -> list:
+    """``fn``'s pytest marks with every ``parametrize`` argvalues materialised as a list.
+
+    Upstream passes generators (e.g. ``yield_namespace_device_dtype_combinations()``), which
+    can be read once only; the list is cached per function and reused by every reader here.
+    """
+    if fn not in _MARKS:
+        marks = []
+        for mark in getattr(fn, "pytestmark", []):
+            if mark.name == "parametrize":
+                names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+                values = list(mark.args[1] if len(mark.args) > 1 else mark.kwargs["argvalues"])
+                kwargs = {k: v for k, v in mark.kwargs.items() if k not in ("argnames", "argvalues")}
+                mark = pytest.mark.parametrize(names, values, **kwargs).mark
+            marks.append(mark)
+        _MARKS[fn] = marks
+    return _MARKS[fn]
+
+
+def _arguments(mark) -> list[dict]:
+    """One ``{argname: value}`` per argvalues entry of a materialised ``parametrize`` mark."""
     names = _argnames(mark)
-    values = mark.args[1] if len(mark.args) > 1 else mark.kwargs["argvalues"]
-    values = list(values)
-    ids = mark.kwargs.get("ids")
-    kept = [i for i, v in enumerate(values)
-            if keep(dict(zip(names, _values(v) if len(names) > 1 or _is_paramset(v) else (v,))))]
-    kwargs = {k: v for k, v in mark.kwargs.items() if k not in ("argnames", "argvalues", "ids")}
-    if isinstance(ids, (list, tuple)):
-        kwargs["ids"] = [ids[i] for i in kept]
-    elif ids is not None:
-        kwargs["ids"] = ids
-    return pytest.mark.parametrize(mark.args[0] if mark.args else mark.kwargs["argnames"],
-                                   [values[i] for i in kept], **kwargs), len(kept), len(values)
+    out = []
+    for v in mark.args[1]:
+        vals = tuple(v.values) if _is_paramset(v) else (v if len(names) > 1 else (v,))
+        out.append(dict(zip(names, vals)))
+    return out
 
 
-def _is_paramset(v):
-    return hasattr(v, "values") and hasattr(v, "marks") and hasattr(v, "id")
+def exercising(module, subject: Callable[[Any], bool], pattern: str) -> list[str]:
+    """The module's test functions that exercise the subject: a parametrised case whose value is
+    the subject, or a body that names it (``pattern``, e.g. a call, or a loop over a table of it)."""
+    out = []
+    for name, fn in vars(module).items():
+        if not (name.startswith("test_") and inspect.isfunction(fn) and fn.__module__ == module.__name__):
+            continue
+        by_param = any(subject(v) for m in upstream_marks(fn) if m.name == "parametrize"
+                       for args in _arguments(m) for v in args.values())
+        if by_param or re.search(pattern, inspect.getsource(fn)):
+            out.append(name)
+    return out
 
 
 def function_variants(namespace: dict, module, names: list[str], swaps: list[Swap], *,
                       subject: Callable[[Any], bool], substitute: Callable[[Any], Any],
                       param_filters: dict[str, Callable[[dict], bool]] | None = None,
                       differences: dict[str, tuple[Callable[[dict], bool], Difference]] | None = None,
-                      require_subject: bool = True) -> dict[str, int]:
-    """Define a wrapper ``namespace[name]`` for each upstream test function ``names``.
+                      ) -> dict[str, int]:
+    """Define a wrapper ``namespace[name]`` for each upstream test function of ``names``.
 
     The wrapper takes ``impl`` first (parametrised over :data:`IMPLS`), then the
-    upstream function's own arguments (parameters and fixtures).  Upstream
-    ``parametrize`` marks are kept, restricted to the values for which
-    ``subject(value)`` holds in at least one argument where any value does
-    (e.g. the metric is ``log_loss``), and further by ``param_filters[argname]``
-    (e.g. array namespaces and devices this machine has).  Under ``ours`` every
-    argument value with ``subject`` true is replaced by ``substitute(value)``
-    and ``swaps`` are applied.  ``differences`` maps a function name to
-    ``(predicate on the arguments, Difference)``.  With ``require_subject``, a
-    parametrised function none of whose values is the subject is an error (the
-    caller listed it by mistake).  Returns ``{name: selected upstream cases}``.
+    upstream function's own arguments (parameters and fixtures).  Each upstream
+    ``parametrize`` mark is kept, restricted to the cases whose value is the
+    subject when any of its cases is (e.g. the metric is ``log_loss``), and to
+    the cases ``param_filters[argname](arguments)`` accepts (e.g. the array
+    namespaces and devices this machine has).  Under ``ours`` every argument
+    value that is the subject becomes ``substitute(value)`` and ``swaps`` are
+    applied.  ``differences`` maps a function name to ``(predicate on the
+    arguments, Difference)``.  Returns ``{name: upstream cases selected}``.
     """
     param_filters = param_filters or {}
-    differences = differences or {}
+    differences = dict(differences or {})
     counts = {}
     for name in names:
         fn = getattr(module, name)
-        marks, n_cases, hit = [], 1, False
-        for mark in getattr(fn, "pytestmark", []):
+        marks, n_cases = [], 1
+        for mark in upstream_marks(fn):
             if mark.name != "parametrize":
                 marks.append(mark)
                 continue
-            argnames = _argnames(mark)
-            values = list(mark.args[1] if len(mark.args) > 1 else mark.kwargs["argvalues"])
-            about_subject = any(subject(x) for v in values for x in _values(v))
-            hit |= about_subject
-
-            def keep(args, about_subject=about_subject):
-                if about_subject and not any(subject(x) for x in args.values()):
-                    return False
-                return all(f(args) for a, f in param_filters.items() if a in args)
-
-            if not about_subject and not any(a in param_filters for a in argnames):
-                marks.append(mark)
-                n_cases *= len(values)
-                continue
-            new, kept, _ = _filter_parametrize(mark, keep)
-            marks.append(new)
-            n_cases *= kept
-        if require_subject and any(m.name == "parametrize" for m in marks) and not hit \
-                and not _source_mentions_subject(fn, subject):
-            raise LookupError(f"{module.__name__}.{name}: no parametrisation or source line exercises the subject")
-        namespace[name] = _impl_wrapper(fn, marks, swaps, substitute, subject, differences.get(name))
+            cases = _arguments(mark)
+            about_subject = any(subject(v) for args in cases for v in args.values())
+            kept = [i for i, args in enumerate(cases)
+                    if (not about_subject or any(subject(v) for v in args.values()))
+                    and all(f(args) for a, f in param_filters.items() if a in args)]
+            kwargs = {k: v for k, v in mark.kwargs.items() if k != "ids"}
+            ids = mark.kwargs.get("ids")
+            if isinstance(ids, (list, tuple)):
+                kwargs["ids"] = [ids[i] for i in kept]
+            elif ids is not None:
+                kwargs["ids"] = ids
+            marks.append(pytest.mark.parametrize(mark.args[0], [mark.args[1][i] for i in kept], **kwargs).mark)
+            n_cases *= len(kept)
+        if n_cases == 0:
+            raise LookupError(f"{module.__name__}.{name}: no case left after selection")
+        namespace[name] = _impl_wrapper(fn, marks, swaps, substitute, subject, differences.pop(name, None))
         counts[name] = n_cases
+    if differences:
+        raise LookupError(f"by-design differences name no selected upstream test: {sorted(differences)}")
     return counts
-
-
-def _source_mentions_subject(fn, subject):
-    return bool(getattr(subject, "source_pattern", None)) and \
-        re.search(subject.source_pattern, inspect.getsource(fn)) is not None
 
 
 def _impl_wrapper(fn, marks, swaps, substitute, subject, difference):
@@ -299,15 +311,5 @@ def _impl_wrapper(fn, marks, swaps, substitute, subject, difference):
     wrapper.__doc__ = fn.__doc__
     wrapper.__signature__ = sig.replace(
         parameters=[inspect.Parameter("impl", inspect.Parameter.POSITIONAL_OR_KEYWORD), *sig.parameters.values()])
-    wrapper.pytestmark = [*marks, pytest.mark.parametrize("impl", IMPLS)]
+    wrapper.pytestmark = [*marks, pytest.mark.parametrize("impl", IMPLS).mark]
     return wrapper
-
-
-def tests_calling(module, pattern: str) -> list[str]:
-    """Names of the module's ``test_*`` functions whose source matches ``pattern`` (e.g. a call of the subject)."""
-    out = []
-    for name, obj in vars(module).items():
-        if name.startswith("test_") and inspect.isfunction(obj) and obj.__module__ == module.__name__:
-            if re.search(pattern, inspect.getsource(obj)):
-                out.append(name)
-    return out
