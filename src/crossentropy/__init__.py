@@ -25,6 +25,7 @@ from .binary import (
     binary_focal_cross_entropy,
     binary_focal_cross_entropy_with_logits,
 )
+from .linear import linear_cross_entropy
 from .categorical import (
     categorical_cross_entropy,
     categorical_focal_cross_entropy,
@@ -56,6 +57,7 @@ __all__ = [
     "generalized_cross_entropy",
     "poly1_cross_entropy",
     "safe_softmax_cross_entropy",
+    "linear_cross_entropy",
     "value_and_grad",
     "grad",
     "CrossEntropyError",

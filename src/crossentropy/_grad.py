@@ -129,7 +129,11 @@ def quiet(impl):
 
     @functools.wraps(impl)
     def wrapper(*args, **kwargs):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            return impl(*args, **kwargs)
+        # Only NumPy has floating-point warnings; other libraries (and torch.compile's
+        # tracer, which cannot trace np.errstate) run the implementation directly.
+        if any(type(a) is np.ndarray for a in args):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+                return impl(*args, **kwargs)
+        return impl(*args, **kwargs)
 
     return wrapper

@@ -190,7 +190,7 @@ def _mask(r: _Prep, v):
 # cross_entropy (logits)
 # ---------------------------------------------------------------------------------------------
 
-def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None):
+def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, softcap=None):
     """Reference per-sample CE from logits, and the gradients asked for: ``(loss, {0: ∂/∂x, 1: ∂/∂t})``.
 
     Every ``−log p_c`` comes from :class:`~crossentropy.activations.SoftmaxParts`,
@@ -198,6 +198,11 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None):
     to the last bit instead of rounding ``lse − x_y`` to 0.
     """
     xp, x, ax = r.xp, r.x, r.axis
+    th = None
+    if softcap is not None:
+        # Gemma's logit soft-capping: the loss sees s·tanh(x/s); the chain factor 1 − tanh² comes last.
+        th = xp.tanh(x / softcap)
+        x = softcap * th
     sp = SoftmaxParts(xp, x, ax) if sp is None else sp
     logp = sp.logp
     if r.kind == "index" and not r.eps:
@@ -223,7 +228,7 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None):
         g = sp.dual_grad(a)
         if z_loss:
             g = g + _mask_col(r, 2.0 * z_loss * xp.expand_dims(lse, ax) * sp.p())
-        grads[0] = g
+        grads[0] = g if th is None else g * (1.0 - th * th)
     if need_target_grad:
         # ∂/∂a_c (−Σ a log p) = −log p_c, with 0 where p_c = 0 would give −(−inf)·… only through a = 0
         grads[1] = r.target_grad(-logp)
@@ -236,12 +241,23 @@ def _mask_col(r, v):
     return v * r.xp.astype(r.xp.expand_dims(r.valid, r.axis), v)
 
 
+def check_softcap(softcap):
+    if softcap is None:
+        return None
+    v = float(softcap)
+    if not (v > 0.0) or v == float("inf"):
+        raise InvalidOptionError(f"softcap must be a positive finite number (or None); got {softcap!r}")
+    return v
+
+
 @quiet
 def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
-        ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None, grad_into=None):
+        ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, softcap=None, base=None,
+        grad_into=None):
     # grad_into: see _fastpath (value_and_grad(cross_entropy, x, y, grad_into=x) works in place).
     need_grad = 0 in wrt
-    if 1 not in wrt:
+    softcap = check_softcap(softcap)
+    if 1 not in wrt and softcap is None:
         fast = _fastpath.cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sample_weight,
                                               ignore_index, label_smoothing, reduction, z_loss, base, grad_into)
         if fast is not NotImplemented:
@@ -250,7 +266,7 @@ def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sam
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
     z_loss = check_nonnegative_option(z_loss, "z_loss")
     need_t = _wants_target_grad(r, wrt, "cross_entropy")
-    if not need_t:
+    if not need_t and softcap is None:
         fast = _fastpath.cross_entropy(r.xp, r.x, r.idx if r.kind == "index" else r.prob, kind=r.kind, axis=r.axis,
                                        weight=r.w, ignore_index=ignore_index, label_smoothing=r.eps, z_loss=z_loss,
                                        need_grad=need_grad, valid=r.valid, sample_weight=r.sw, reduction=reduction,
@@ -258,7 +274,7 @@ def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sam
         if fast is not NotImplemented:
             # finished: the kernel folded reduction, weights and base into the gradient
             return fast[0], ({0: fast[1]} if need_grad else {})
-    loss, grads = _ce_terms(r, z_loss, need_grad, need_t)
+    loss, grads = _ce_terms(r, z_loss, need_grad, need_t, softcap=softcap)
     value, grads = _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output,
                            norm=r.norm_weight())
     if need_grad and grad_into is not None:
@@ -267,7 +283,7 @@ def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sam
 
 
 def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
-                  label_smoothing=0.0, reduction="mean", z_loss=0.0, base=None):
+                  label_smoothing=0.0, reduction="mean", z_loss=0.0, softcap=None, base=None):
     r"""Softmax cross-entropy from logits, with index or probability targets.
 
     .. math::
@@ -281,7 +297,14 @@ def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None,
     exact, and ``0·log 0 = 0`` so a ``-inf`` logit under a zero target is fine
     (optax's *safe* softmax cross-entropy).  Gradient:
     :math:`(\sum_c a_c)\,p - a` with :math:`a_c = w_c q_c`, plus
-    :math:`2z\,\mathrm{lse}\,p` for the z-loss.
+    :math:`2z\,\mathrm{lse}\,p` for the z-loss.  A confident correct
+    prediction keeps its loss :math:`\log(1 + \sum_{j≠y} e^{x_j - x_y})` to
+    within a few ulps (down to 1e-30 and below), where ``lse − x_y`` rounds
+    to 0 (see ``docs/design.md``, *Exactness*).
+
+    ``softcap=s`` (Gemma's logit soft-capping) computes the loss on
+    :math:`s\tanh(x/s)` instead of :math:`x`; the gradient is w.r.t. the
+    uncapped ``x`` (times :math:`1 - \tanh^2(x/s)`).
 
     Shapes: ``input`` ``(..., C, ...)`` with the classes on ``axis``;
     ``target`` either integer with the input's shape minus ``axis``, or
@@ -307,7 +330,7 @@ def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None,
     1.97316
     """
     return _ce(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
-               label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base)[0]
+               label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, softcap=softcap, base=base)[0]
 
 
 def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None, reduction="none", base=None):

@@ -140,3 +140,22 @@ def test_masked_class_target_gradient_is_minus_log_softmax():
     assert np.isfinite(v) and np.all(np.isfinite(gx)) and gx[0, 1] == 0.0
     np.testing.assert_allclose(gt[0, [0, 2]], -ce.log_softmax(x)[0, [0, 2]] / 1, rtol=1e-15)
     assert gt[0, 1] == np.inf
+
+
+@pytest.mark.parametrize("target", [Y, T], ids=["index", "prob"])
+@pytest.mark.parametrize("kw", [dict(softcap=3.0), dict(softcap=0.7, label_smoothing=0.1, z_loss=1e-2, weight=W)])
+def test_softcap_is_the_loss_of_capped_logits(target, kw):
+    s = kw["softcap"]
+    rest = {k: v for k, v in kw.items() if k != "softcap"}
+    capped = s * np.tanh(X / s)
+    v, g = ce.value_and_grad(ce.cross_entropy, X, target, **kw)
+    rv, rg = ce.value_and_grad(ce.cross_entropy, capped, target, **rest)
+    np.testing.assert_allclose(v, rv, rtol=1e-14)
+    np.testing.assert_allclose(g, rg * (1 - np.tanh(X / s) ** 2), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g, _fd(ce.cross_entropy, X, target, kw), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
+def test_softcap_must_be_positive_and_finite(bad):
+    with pytest.raises(ce.InvalidOptionError, match="softcap must be a positive finite number"):
+        ce.cross_entropy(X, Y, softcap=bad)

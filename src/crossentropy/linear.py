@@ -1,0 +1,306 @@
+"""Fused linear + cross-entropy: the LM head and its loss without the N×V logits.
+
+In language-model training the last layer computes ``logits = hidden @ weightᵀ
+(+ bias)`` over a vocabulary of 32k–256k classes; the logits and their
+gradient then dominate memory (N = 32k tokens × V = 128k classes is 16 GiB in
+float32).  :func:`linear_cross_entropy` computes the loss and the gradients
+for ``hidden``, ``weight`` and ``bias`` in chunks of rows:
+
+1. ``z = hidden[rows] @ weightᵀ + bias`` (the platform's matmul) into one
+   reusable chunk buffer;
+2. the cross-entropy of the chunk — loss per row and ``∂loss/∂z`` written in
+   place over ``z`` — by the library's CE (its fast kernel where there is one),
+   with every option: class weights, ``ignore_index``, label smoothing, z-loss,
+   soft-capping; the reduction's per-row factor (``1/Σw``, a global
+   ``num_items_in_batch``, sample weights, ``grad_output``) is known before the
+   first chunk and folded in;
+3. ``∂hidden[rows] = g @ weight``, ``∂weight += gᵀ @ hidden[rows]``,
+   ``∂bias += Σ_rows g``.
+
+No N×V buffer ever exists: the peak extra memory is one chunk, sized by
+``memory_budget``.  The unfused computation (:func:`_reference`) defines the
+semantics and the tests hold the chunked one to it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._backend import namespace
+from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
+from ._grad import quiet, register, value_and_grad
+from ._validation import check_floating, check_index_target, check_reduction, check_unit_interval_option
+from .categorical import check_softcap, cross_entropy
+
+__all__ = ["linear_cross_entropy", "DEFAULT_MEMORY_BUDGET"]
+
+DEFAULT_MEMORY_BUDGET = 64 << 20  # bytes for the chunk's logits (and, on NumPy, the ∂weight slice buffer)
+
+
+class _Plan:
+    """Validated arguments and the derived sizes, checked before any heavy work."""
+
+    __slots__ = ("xp", "h", "w", "b", "y", "shape", "N", "D", "V", "cw", "sw", "ignore_index", "eps", "z",
+                 "softcap", "reduction", "num_items", "rows", "vslice")
+
+
+def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_index, label_smoothing, reduction,
+          z_loss, softcap, num_items_in_batch, memory_budget) -> _Plan:
+    xp = namespace(hidden, weight, target, bias, class_weight, sample_weight)
+    p = _Plan()
+    p.xp = xp
+    check_floating(xp, hidden, "hidden")
+    check_floating(xp, weight, "weight")
+    if hidden.ndim < 1:
+        raise ShapeMismatchError(f"hidden must have shape (..., D); got {tuple(hidden.shape)}")
+    if weight.ndim != 2:
+        raise ShapeMismatchError(f"weight must have shape (V, D); got {tuple(weight.shape)}")
+    V, D = (int(s) for s in weight.shape)
+    if int(hidden.shape[-1]) != D:
+        raise ShapeMismatchError(
+            f"hidden's last dimension must equal weight's second (D = {D}); got hidden {tuple(hidden.shape)} "
+            f"and weight {tuple(weight.shape)}")
+    if hidden.dtype != weight.dtype:
+        raise InvalidDTypeError(f"hidden and weight must have one dtype; got {hidden.dtype} and {weight.dtype}")
+    if bias is not None:
+        check_floating(xp, bias, "bias")
+        if tuple(bias.shape) != (V,):
+            raise ShapeMismatchError(f"bias must have shape ({V},), one entry per class; got {tuple(bias.shape)}")
+        if bias.dtype != weight.dtype:
+            raise InvalidDTypeError(f"bias must have the dtype of weight ({weight.dtype}); got {bias.dtype}")
+    if not hasattr(target, "dtype") or not xp.is_integer(target):
+        raise InvalidDTypeError(
+            f"target must hold integer class indices; got {getattr(target, 'dtype', type(target).__name__)}")
+    p.shape = tuple(hidden.shape[:-1])
+    check_index_target(xp, target, V, ignore_index, p.shape)
+    if class_weight is not None and tuple(class_weight.shape) != (V,):
+        raise ShapeMismatchError(f"class_weight must have shape ({V},), one entry per class; "
+                                 f"got {tuple(class_weight.shape)}")
+    check_reduction(reduction)
+    p.eps = check_unit_interval_option(label_smoothing, "label_smoothing")
+    p.z = float(z_loss)
+    if not p.z >= 0.0:
+        raise InvalidOptionError(f"z_loss must be >= 0; got {z_loss!r}")
+    p.softcap = check_softcap(softcap)
+    p.num_items = None
+    if num_items_in_batch is not None:
+        if reduction != "mean":
+            raise InvalidOptionError(
+                f"num_items_in_batch divides the summed loss (a global mean); it needs reduction='mean', "
+                f"got reduction={reduction!r}")
+        p.num_items = float(num_items_in_batch)
+        if not (p.num_items > 0 and math.isfinite(p.num_items)):
+            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}")
+    p.N = int(math.prod(p.shape))
+    p.D, p.V = D, V
+    item = np.dtype(str(hidden.dtype).replace("torch.", "")).itemsize if xp.name != "numpy" else hidden.dtype.itemsize
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if budget < V * item:
+        raise InvalidOptionError(
+            f"memory_budget={budget} bytes is too small for one row of logits (V = {V} classes × {item} bytes "
+            f"= {V * item} bytes)")
+    p.rows = max(1, min(p.N, budget // (V * item)))
+    p.vslice = max(1, min(V, budget // max(1, D * item)))
+    p.h = xp.reshape(hidden, (p.N, D))
+    p.w, p.b = weight, bias
+    p.y = xp.reshape(target, (p.N,))
+    p.cw, p.sw = class_weight, sample_weight
+    p.ignore_index = ignore_index
+    p.reduction = reduction
+    return p
+
+
+def _ce_options(p: _Plan) -> dict:
+    return dict(weight=p.cw, ignore_index=p.ignore_index, label_smoothing=p.eps, z_loss=p.z, softcap=p.softcap)
+
+
+def _row_scale(p: _Plan, grad_output):
+    """Per-row factor of ``∂loss/∂z``: what the reduction, sample weights and grad_output multiply it by.
+
+    ``(scale, denominator)``: ``scale`` is None (all ones), a scalar, or an (N,) array; ``denominator``
+    is what the summed loss is divided by (None for 'none' and 'sum').
+    """
+    xp, y = p.xp, p.y
+    valid = None if p.ignore_index is None else (y != p.ignore_index)
+    sw = None if p.sw is None else xp.reshape(xp.broadcast_to(xp.astype(p.sw, p.h), p.shape), (p.N,))
+    if p.reduction == "none":
+        scale = sw
+        if grad_output is not None:
+            go = xp.reshape(xp.broadcast_to(xp.astype(xp.asarray(grad_output, like=p.h), p.h), p.shape), (p.N,))
+            scale = go if scale is None else scale * go
+        return scale, None
+    denom = None
+    if p.reduction == "mean":
+        if p.num_items is not None:
+            denom = p.num_items
+        else:
+            # PyTorch's weighted mean: Σ w[y_i]·s_i over the counted rows
+            yy = y if valid is None else xp.where(valid, y, xp.zeros_like(y))
+            w = xp.ones_like(p.h[:, 0]) if p.cw is None else xp.take(xp.astype(p.cw, p.h), yy)
+            if sw is not None:
+                w = w * sw
+            if valid is not None:
+                w = xp.where(valid, w, xp.zeros_like(w))
+            denom = xp.accurate_sum(w)
+    elif p.reduction == "sum_over_batch_size":
+        denom = float(p.N) if valid is None else xp.sum(xp.astype(valid, p.h))
+    factor = 1.0
+    if denom is not None:
+        factor = 1.0 / xp.where(denom == 0, xp.ones_like(denom), denom) if hasattr(denom, "dtype") else 1.0 / denom
+    if grad_output is not None:
+        factor = factor * xp.astype(xp.asarray(grad_output, like=p.h), p.h)
+    scale = factor if sw is None else sw * factor
+    return scale, denom
+
+
+def _value(p: _Plan, rows_loss, denom):
+    xp = p.xp
+    if p.reduction == "none":
+        return xp.reshape(rows_loss, p.shape)
+    total = xp.accurate_sum(rows_loss)
+    if p.reduction == "sum":
+        return total
+    if p.reduction == "sum_over_batch_size":
+        return xp.where(denom > 0, total / xp.where(denom == 0, xp.ones_like(denom), denom), xp.zeros_like(total))
+    return total / denom  # mean: 0/0 = NaN, as PyTorch
+
+
+def _rows_of(scale, i0, i1):
+    return scale[i0:i1] if getattr(scale, "ndim", 0) else scale
+
+
+@quiet
+def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None, class_weight=None,
+               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0,
+               softcap=None, num_items_in_batch=None, memory_budget=None):
+    p = _plan(hidden, weight, target, bias=bias, class_weight=class_weight, sample_weight=sample_weight,
+              ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss,
+              softcap=softcap, num_items_in_batch=num_items_in_batch, memory_budget=memory_budget)
+    xp = p.xp
+    need = bool(wrt)
+    scale, denom = _row_scale(p, grad_output)
+    sw_rows = None if p.sw is None else xp.reshape(xp.broadcast_to(xp.astype(p.sw, p.h), p.shape), (p.N,))
+    opts = _ce_options(p)
+    losses = []
+    dh = xp.zeros((p.N, p.D), like=p.h) if 0 in wrt else None
+    dw = xp.zeros((p.V, p.D), like=p.h) if 1 in wrt else None
+    db = xp.zeros((p.V,), like=p.h) if "bias" in wrt else None
+    wt = xp.xp.permute_dims(p.w, (1, 0))  # (D, V) view: z = h @ Wᵀ
+    for i0 in range(0, p.N, p.rows):
+        i1 = min(p.N, i0 + p.rows)
+        hc = p.h[i0:i1]
+        z = xp.xp.matmul(hc, wt)
+        if p.b is not None:
+            if xp.name == "numpy":
+                z += p.b  # in place: one chunk buffer
+            else:
+                z = z + p.b
+        yc = p.y[i0:i1]
+        if need:
+            g_rows = _rows_of(scale, i0, i1)
+            go = xp.ones_like(z[:, 0]) if g_rows is None else (
+                g_rows if getattr(g_rows, "ndim", 0) else xp.full_like(z[:, 0], float(g_rows)))
+            lc, g = value_and_grad(cross_entropy, z, yc, reduction="none", grad_output=go, **opts,
+                                   **({"grad_into": z} if xp.name == "numpy" else {}))
+            if dh is not None:
+                dh[i0:i1] = xp.xp.matmul(g, p.w)
+            if dw is not None:
+                _accumulate_dw(xp, dw, g, hc, p.vslice)
+            if db is not None:
+                db = db + xp.sum(g, axis=0)
+        else:
+            lc = cross_entropy(z, yc, reduction="none", **opts)
+        losses.append(lc if sw_rows is None else lc * sw_rows[i0:i1])
+    rows_loss = xp.xp.concat(losses) if losses else xp.zeros((0,), like=p.h)
+    value = _value(p, rows_loss, denom)
+    grads = {}
+    if dh is not None:
+        grads[0] = xp.reshape(dh, tuple(hidden.shape))
+    if dw is not None:
+        grads[1] = dw
+    if db is not None:
+        grads["bias"] = db
+    return value, grads
+
+
+def _accumulate_dw(xp, dw, g, hc, vslice):
+    """``dw += gᵀ @ hc`` a vocabulary slice at a time: the temporary is (slice × D), not (V × D)."""
+    gt = xp.xp.permute_dims(g, (1, 0))
+    V = int(dw.shape[0])
+    for v0 in range(0, V, vslice):
+        v1 = min(V, v0 + vslice)
+        dw[v0:v1] += xp.xp.matmul(gt[v0:v1], hc)
+
+
+def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any = None, class_weight: Any = None,
+                         sample_weight: Any = None, ignore_index: int | None = None, label_smoothing: float = 0.0,
+                         reduction: str = "mean", z_loss: float = 0.0, softcap: float | None = None,
+                         num_items_in_batch: float | None = None, memory_budget: int | None = None) -> Any:
+    r"""Cross-entropy of a linear layer's logits, computed in chunks: the N×V logits never exist.
+
+    .. math:: \ell_i = \mathrm{CE}\big(\mathrm{cap}(h_i W^\top + b),\ y_i\big),\qquad
+              \mathrm{cap}(z) = s\tanh(z/s)
+
+    with every option of :func:`cross_entropy` (``class_weight`` is its
+    ``weight``: the name ``weight`` is the layer's matrix here).  Reductions as
+    :func:`cross_entropy`; ``num_items_in_batch`` (Hugging Face's name) replaces
+    the mean's denominator by a global count, so that gradients accumulated
+    over micro-batches equal the full batch's.  Gradients for ``hidden`` (0),
+    ``weight`` (1) and ``bias`` come from
+    ``value_and_grad(linear_cross_entropy, h, W, y, wrt=(0, 1, "bias"), bias=b)``.
+
+    ``memory_budget`` (bytes, default 64 MiB) bounds the chunk of logits held
+    at once; a budget below one row of logits is an error.
+
+    Shapes: ``hidden`` ``(..., D)``, ``weight`` ``(V, D)``, ``bias`` ``(V,)``,
+    integer ``target`` ``(...)``; ``reduction='none'`` returns ``(...)``.
+
+    >>> import numpy as np
+    >>> from crossentropy import linear_cross_entropy, cross_entropy, value_and_grad
+    >>> rng = np.random.default_rng(0)
+    >>> h, W, y = rng.standard_normal((6, 4)), rng.standard_normal((10, 4)), np.array([1, 2, 3, 4, 5, 6])
+    >>> bool(np.isclose(linear_cross_entropy(h, W, y), cross_entropy(h @ W.T, y)))
+    True
+    >>> loss, (dh, dW) = value_and_grad(linear_cross_entropy, h, W, y, wrt=(0, 1), memory_budget=160)
+    >>> dh.shape, dW.shape
+    ((6, 4), (10, 4))
+    """
+    return _linear_ce(hidden, weight, target, bias=bias, class_weight=class_weight, sample_weight=sample_weight,
+                      ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss,
+                      softcap=softcap, num_items_in_batch=num_items_in_batch, memory_budget=memory_budget)[0]
+
+
+def _reference(hidden, weight, target, *, wrt=(0, 1, "bias"), grad_output=None, bias=None, class_weight=None,
+               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0,
+               softcap=None, num_items_in_batch=None):
+    """The unfused computation (materialises the N×V logits): the semantics the chunked path must equal."""
+    xp = namespace(hidden, weight, target, bias)
+    D = int(weight.shape[1])
+    h = xp.reshape(hidden, (-1, D))
+    z = xp.xp.matmul(h, xp.xp.permute_dims(weight, (1, 0)))
+    if bias is not None:
+        z = z + bias
+    y = xp.reshape(target, (-1,))
+    red = "sum" if num_items_in_batch is not None else reduction
+    go = grad_output
+    if go is not None and reduction == "none":
+        go = xp.reshape(go, (-1,))
+    sw = None if sample_weight is None else xp.reshape(
+        xp.broadcast_to(sample_weight, tuple(hidden.shape[:-1])), (-1,))
+    v, g = value_and_grad(cross_entropy, z, y, grad_output=go, weight=class_weight, sample_weight=sw,
+                          ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=red, z_loss=z_loss,
+                          softcap=softcap)
+    if num_items_in_batch is not None:
+        v, g = v / num_items_in_batch, g / num_items_in_batch
+    if reduction == "none":
+        v = xp.reshape(v, tuple(hidden.shape[:-1]))
+    out = {0: xp.reshape(xp.xp.matmul(g, weight), tuple(hidden.shape)),
+           1: xp.xp.matmul(xp.xp.permute_dims(g, (1, 0)), h),
+           "bias": xp.sum(g, axis=0)}
+    return v, tuple(out[k] for k in wrt)
+
+
+register(linear_cross_entropy, _linear_ce, ("hidden", "weight", "target"), (0, 1, "bias"))
