@@ -55,10 +55,13 @@ import operator
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from ._backend import concrete, namespace
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ._grad import value_and_grad
+from ._validation import check_index_target
 from .binary import binary_cross_entropy_with_logits as _core_bce_with_logits
 from .categorical import cross_entropy as _core_cross_entropy
 from .categorical import poly1_cross_entropy as _core_poly1
@@ -320,8 +323,16 @@ def softmax_cross_entropy_with_integer_labels(logits, labels, axis=-1, where=Non
         raise ShapeMismatchError(
             f"labels must have shape {tuple(x.shape[:-1])} (the logits' shape without the class axis); "
             f"got {labels.shape}")
+    num_classes = int(x.shape[-1])
+    if concrete(labels):
+        # Eager labels: the library's own range check, on a host copy (one device→host read).
+        host = np.asarray(labels)
+        check_index_target(namespace(host), host, num_classes, None, host.shape, name="labels")
     x, _, keep = _masked(x, None, where)
-    return _rows(_soft(_core_cross_entropy, x, labels, where, axis=-1), keep)
+    out = _rows(_soft(_core_cross_entropy, x, labels, where, axis=-1), keep)
+    # Traced labels cannot be checked: an index outside [0, C) gives NaN, never another class's loss
+    # (optax wraps negative indices, e.g. −1 scores the last class).
+    return jnp.where((labels >= 0) & (labels < num_classes), out, jnp.nan)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,8 +18,16 @@ too, and the backend's autodiff differentiates it.  It states the library's
 formulas with the library's ``compat='keras'`` semantics for probabilities
 (clip to ``[ε, 1-ε]`` with ``ε = keras.config.epsilon()``; renormalise rows
 for the categorical losses) and the overflow-free forms for logits.  The
-library's own functions cannot be called here: they validate by reading
-values, which symbolic tensors inside a compiled ``fit`` step do not have.
+library's own functions are not called here: on the TensorFlow backend the
+tensors are ``tf.Tensor`` objects (graph tensors inside ``fit``), which have
+no array-API namespace for the library to dispatch on (see "One truth per
+formula" in ``docs/adapters.md``).
+
+Shapes are checked as Keras checks them (after its rank adjustment: equal
+shapes for the binary losses and ``CategoricalCrossentropy``; labels of
+``y_pred``'s shape without the class axis for ``SparseCategoricalCrossentropy``;
+broadcasting for the focal/generalised categorical losses), raising
+:class:`~crossentropy.ShapeMismatchError` (a ``ValueError``) where Keras raises.
 
 Keras's backend-specific behaviour is reproduced where it changes numbers:
 

@@ -172,6 +172,8 @@ def test_matches_the_core_library():
     (lambda: cj.softmax_cross_entropy(X, P[:3]), crossentropy.ShapeMismatchError),
     (lambda: cj.softmax_cross_entropy_with_integer_labels(X, I[:3]), crossentropy.ShapeMismatchError),
     (lambda: cj.poly_loss_cross_entropy(X, I), crossentropy.InvalidDTypeError),
+    (lambda: cj.softmax_cross_entropy_with_integer_labels(X, I.at[2].set(4)), crossentropy.TargetOutOfRangeError),
+    (lambda: cj.softmax_cross_entropy_with_integer_labels(X, I.at[0].set(-1)), crossentropy.TargetOutOfRangeError),
 ])
 def test_errors(call, exc):
     with pytest.raises(exc):
@@ -334,3 +336,18 @@ def test_transforms_compose():
     g = jax.grad(jax.jit(lambda a: cj.sigmoid_focal_loss(a, B64, alpha=0.25).sum()))(X64)
     np.testing.assert_allclose(g, jax.grad(lambda a: optax.losses.sigmoid_focal_loss(a, B64, alpha=0.25).sum())(X64),
                                atol=1e-13)
+
+
+def test_integer_labels_out_of_range_or_masked_never_score_another_class():
+    # Traced labels cannot be checked: out of [0, C) gives NaN (optax wraps −1 to the last class).
+    v = jax.jit(cj.softmax_cross_entropy_with_integer_labels)(X, I.at[0].set(-1).at[1].set(4))
+    assert jnp.isnan(v[:2]).all() and jnp.isfinite(v[2:]).all()
+    with pytest.raises(crossentropy.TargetOutOfRangeError, match=r"labels\[0\] = -1 is outside \[0, 4\)"):
+        cj.softmax_cross_entropy_with_integer_labels(X, I.at[0].set(-1))
+    # A label whose own class is masked out: the masked softmax gives it probability 0, loss +inf
+    # (optax: logsumexp of the unmasked classes minus the masked logit, a number of either sign).
+    w = jnp.ones((5, 4), bool).at[0, I[0]].set(False)
+    v = cj.softmax_cross_entropy_with_integer_labels(X, I, where=w)
+    assert v[0] == jnp.inf and jnp.isfinite(v[1:]).all()
+    g = jax.grad(lambda a: cj.softmax_cross_entropy_with_integer_labels(a, I, where=w).sum())(X)
+    assert jnp.isfinite(g).all() and g[0, I[0]] == 0.0
