@@ -111,3 +111,47 @@ def test_selection():
             "test_normalize_option_multiclass_classification"} <= set(COMMON_TESTS)
     assert SELECTED["test_array_api_compliance"] == 3 * 5  # 3 checkers × (numpy, strict ×2, torch cpu ×2)
     assert os.environ.get("SCIPY_ARRAY_API") == "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# the harness itself (tests/upstream/_upstream.py)
+# ---------------------------------------------------------------------------------------------
+
+def test_harness_swaps_ours_in_and_restores():
+    from tests.upstream._upstream import swapped
+
+    swaps = _common_swaps()
+    with swapped(swaps, "ours"):
+        assert common.log_loss is cs.log_loss and common.ALL_METRICS["log_loss"] is cs.log_loss
+        assert common.ALL_METRICS["unnormalized_log_loss"].func is cs.log_loss
+    assert common.log_loss is ORIGINAL and common.ALL_METRICS["unnormalized_log_loss"].func is ORIGINAL
+    with pytest.raises(KeyError), swapped(swaps, "ours"):
+        raise KeyError
+    assert common.ALL_METRICS["log_loss"] is ORIGINAL
+
+
+def test_harness_catches_a_wrong_implementation():
+    # The same wrappers around a log_loss that is off by 1e-3: the upstream tests fail.
+    def off(*args, **kwargs):
+        return cs.log_loss(*args, **kwargs) + 1e-3
+
+    made = {}
+    function_variants(made, classification, ["test_log_loss"], [Swap(classification, "log_loss", off)],
+                      subject=_is_subject, substitute=lambda v: off)
+    made["test_log_loss"](impl="original")
+    with pytest.raises(AssertionError):
+        made["test_log_loss"](impl="ours")
+
+
+def test_harness_by_design_difference_must_fail_as_stated():
+    from tests.upstream._upstream import Difference, run_expecting
+
+    diff = Difference("reason", ValueError, "must have")
+    with pytest.raises(pytest.fail.Exception, match="passed"):
+        run_expecting(diff, lambda: None)
+    with pytest.raises(AssertionError, match="expected a failure matching"):
+        run_expecting(diff, lambda: (_ for _ in ()).throw(ValueError("other text")))
+    with pytest.raises(pytest.xfail.Exception):
+        run_expecting(diff, lambda: (_ for _ in ()).throw(ValueError("must have the same shape")))
+    with pytest.raises(TypeError):  # another exception type propagates as a failure
+        run_expecting(diff, lambda: (_ for _ in ()).throw(TypeError("must have")))
