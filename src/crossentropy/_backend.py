@@ -194,6 +194,12 @@ class Ops:
     def stop_gradient(self, x):
         return x
 
+    def eager(self):
+        """A context in which operations on concrete arrays give concrete results (validation)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     def to_numpy(self, x):
         """For error messages and host-side bookkeeping only (never for the computation)."""
         return np.asarray(x)
@@ -273,6 +279,13 @@ class _JaxOps(Ops):
         import jax
 
         return jax.lax.stop_gradient(x)
+
+    def eager(self):
+        # Inside jit, even an operation on a concrete array (a closed-over constant) gives a
+        # tracer; validation reads values, so it evaluates them at trace time instead.
+        import jax
+
+        return jax.ensure_compile_time_eval()
 
 
 class _TorchOps(Ops):

@@ -109,12 +109,13 @@ def check_probabilities(xp, p, name: str) -> None:
     without readable values (JAX tracers, lazy arrays): see ``_backend.concrete``."""
     if not concrete(p):
         return
-    bad = (p < 0) | (p > 1)
-    if xp.any(bad):
-        pos = _locate(xp, bad)
-        raise ProbabilityRangeError(
-            f"{_fmt_pos(name, pos)} = {_value_at(xp, p, pos)!r} is outside [0, 1]; {name} must hold probabilities"
-        )
+    with xp.eager():
+        bad = (p < 0) | (p > 1)
+        if xp.any(bad):
+            pos = _locate(xp, bad)
+            raise ProbabilityRangeError(
+                f"{_fmt_pos(name, pos)} = {_value_at(xp, p, pos)!r} is outside [0, 1]; {name} must hold probabilities"
+            )
 
 
 def check_same_shape(a, b, name_a: str, name_b: str) -> None:
@@ -137,14 +138,15 @@ def check_index_target(xp, target, num_classes: int, ignore_index, expected_shap
         )
     if not concrete(target) or math.prod(target.shape) == 0:
         return
-    t = target
-    if ignore_index is not None:
-        t = xp.where(target == ignore_index, xp.zeros_like(target), target)
-    if int(xp.min(t)) >= 0 and int(xp.max(t)) < num_classes:
-        return
-    bad = (t < 0) | (t >= num_classes)
-    pos = _locate(xp, bad)
-    val = int(_value_at(xp, target, pos))
+    with xp.eager():
+        t = target
+        if ignore_index is not None:
+            t = xp.where(target == ignore_index, xp.zeros_like(target), target)
+        if int(xp.min(t)) >= 0 and int(xp.max(t)) < num_classes:
+            return
+        bad = (t < 0) | (t >= num_classes)
+        pos = _locate(xp, bad)
+        val = int(_value_at(xp, target, pos))
     extra = "" if ignore_index is None else f" and is not ignore_index={ignore_index}"
     raise TargetOutOfRangeError(f"{_fmt_pos(name, pos)} = {val} is outside [0, {num_classes}) classes{extra}")
 

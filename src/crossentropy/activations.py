@@ -59,38 +59,48 @@ def log_sigmoid(x, /):
 class SoftmaxParts:
     """The pieces of a softmax along ``axis``, computed so that confident rows stay exact.
 
-    With ``m`` the row maximum at index ``k`` (one argmax), every ``e^{x_j−m}``
-    is ≤ 1 and ``e^{x_k−m} = 1`` exactly, so ``S = Σ_j e^{x_j−m} = 1 + S_off``
-    with ``S_off = Σ_{j≠k} e^{x_j−m}`` summed *without* the k term.  Then
+    With ``m`` the row maximum, every ``e_j = e^{x_j−m}`` is ≤ 1 and the
+    maxima's terms are exactly 1, so ``S = Σ_j e_j = n + D`` where ``n`` is the
+    number of maxima and ``D = Σ_j (e_j − [x_j = m])`` — the maxima contribute
+    ``e_j − 1 = 0`` *exactly*, so ``D`` holds only the small terms, with no
+    rounding against a 1.  Then
 
-    * ``log S = log1p(S_off)``, exact even when ``S_off`` is below the unit
-      roundoff (``log(S)`` would round ``S`` to 1 and give 0);
-    * ``log p_c = (x_c − m) − log1p(S_off)``: at ``c = k`` this is
-      ``−log1p(S_off)`` (the loss of a confident correct prediction, down to
-      1e-30 and below), elsewhere a sum of two same-signed terms;
-    * ``1 − p_c = −expm1(log p_c)``, exact where ``p_c`` rounds to 1.
+    * ``log S = log1p(D + (n − 1))``, exact even when ``D`` is far below the
+      unit roundoff (``log(S)`` would round ``S`` to 1 and give 0);
+    * ``log p_c = (x_c − m) − log S``: at a maximum this is ``−log1p(D)``, the
+      loss of a confident correct prediction, down to 1e-30 and below;
+      elsewhere a sum of two same-signed terms;
+    * ``p = e/S`` (two roundings, not ``exp(log p)``, whose error grows with
+      ``|log p|``) and, at a maximum, ``1 − p = (S − 1)/S``: exact where ``p``
+      rounds to 1.
 
-    ``m`` is gathered from ``x`` (not a detached max), so autodiff of these
-    formulas is exact too: ``∂ log1p(S_off)/∂x_k`` supplies the ``−Σ_{j≠k} p_j``
-    that makes ``∂ lse/∂x_k = p_k``.  A row whose maximum is not finite (all
-    ``−inf``, a ``+inf``, NaN) shifts by 0 and takes ``log S`` directly, so
-    ``−inf``/``inf``/NaN come out as the plain formula gives them.
+    ``m`` is a detached maximum (the shift cancels mathematically), and the
+    maxima's ``e_j − 1`` keep the derivative ``e_j``, so autodiff of these
+    formulas gives the exact derivatives in every mode.  A row whose maximum is
+    not finite (all ``−inf``, a ``+inf``, NaN) shifts by 0 and takes
+    ``log S`` directly, so ``−inf``/``inf``/NaN come out as the plain formula
+    gives them.  Cost: one max, one exp, one compare and two sums per row —
+    no argmax or gather.
     """
 
-    __slots__ = ("xp", "axis", "is_k", "shift", "e", "s", "s_off", "log_s", "logp")
+    __slots__ = ("xp", "axis", "is_max", "n", "shift", "e", "s", "s_m1", "log_s", "logp")
 
     def __init__(self, xp, x, axis):
         self.xp, self.axis = xp, axis
-        k = xp.argmax(x, axis=axis, keepdims=True)
-        m = xp.take_along_axis(x, k, axis)
-        finite = xp.isfinite(m)
+        if int(x.shape[axis]) == 0:  # no class at all: an empty sum (S = 0, log S = −inf)
+            m = xp.zeros(tuple(1 if i == axis else int(d) for i, d in enumerate(x.shape)), like=x)
+            finite = m != m
+        else:
+            m = xp.stop_gradient(xp.max(x, axis=axis, keepdims=True))
+            finite = xp.isfinite(m)
         self.shift = xp.where(finite, m, xp.zeros_like(m))
-        self.is_k = xp.is_class(k, int(x.shape[axis]), axis, x.ndim)
+        self.is_max = (x == m) & finite
         self.e = e = xp.exp(x - self.shift)
-        self.s_off = s_off = xp.sum(xp.where(self.is_k, xp.zeros_like(e), e), axis=axis, keepdims=True)
-        s_all = xp.sum(e, axis=axis, keepdims=True)
-        self.s = xp.where(finite, 1.0 + s_off, s_all)
-        self.log_s = xp.where(finite, xp.log1p(s_off), xp.log(s_all))
+        d = xp.sum(xp.where(self.is_max, e - 1.0, e), axis=axis, keepdims=True)
+        self.n = n = xp.sum(xp.astype(self.is_max, x), axis=axis, keepdims=True)
+        self.s_m1 = s_m1 = d + (n - 1.0)  # S − 1 (finite rows); n − 1 is an exact small integer
+        self.s = n + d
+        self.log_s = xp.where(finite, xp.log1p(s_m1), xp.log(d))
         self.logp = (x - self.shift) - self.log_s
 
     def lse(self):
@@ -98,25 +108,33 @@ class SoftmaxParts:
         return self.shift + self.log_s
 
     def p(self):
-        # e/S (two roundings), not exp(log p), whose error grows with |log p|
         return self.e / self.s
 
     def one_minus_p(self):
-        # 1 − p_k = S_off/S at the argmax; elsewhere p ≤ 1/2 and −expm1(log p) is exact enough
-        return self.xp.where(self.is_k, self.s_off / self.s, -self.xp.expm1(self.logp))
+        # At a maximum 1 − p_c = (S − e_c)/S.  S − e_c is computed as (S − 1) − (e_c − 1): the same
+        # value as S − 1 (e_c − 1 is exactly 0 there), but with the derivative of S − e_c, so that
+        # autodiff of this formula is exact too.  Elsewhere p ≤ 1/2 and −expm1(log p) is exact enough.
+        xp = self.xp
+        return xp.where(self.is_max, (self.s_m1 - (self.e - 1.0)) / self.s, -xp.expm1(self.logp))
 
     def dual_grad(self, a):
         """``(Σ_c a_c)·p − a``, the gradient of ``−Σ_c a_c log p_c`` w.r.t. the logits.
 
-        At the argmax class it is evaluated as ``Σ_{c≠k} a_c − (Σ_c a_c)(1 − p_k)``:
-        for a one-hot ``a`` on ``k`` that is ``−a_k(1 − p_k)`` with ``1 − p_k``
-        exact, where ``p_k − 1`` would round to 0 for a confident prediction.
+        At the maximum of a row (when it is unique) it is evaluated as
+        ``Σ_{c≠k} a_c − (Σa)(1 − p_k)``, the first sum taken over the other
+        classes directly: for a one-hot ``a`` on ``k`` that is ``−a_k(1 − p_k)``
+        with ``1 − p_k`` exact, where ``p_k − 1`` would round to 0 for a
+        confident prediction; for smoothed targets ``Σ_{c≠k} a_c`` is a sum of
+        the small coefficients, not ``1 − a_k`` (which would carry ``a_k``'s
+        rounding).  Tied maxima have ``p ≤ 1/2``: the plain form is exact there.
         """
         xp, ax = self.xp, self.axis
         total = xp.sum(a, axis=ax, keepdims=True)
-        off = xp.sum(xp.where(self.is_k, xp.zeros_like(a), a), axis=ax, keepdims=True)
-        at_k = off - total * self.one_minus_p()
-        return xp.where(self.is_k, at_k, total * self.p() - a)
+        unique = self.is_max & (self.n == 1.0)
+        off = xp.sum(xp.where(unique, xp.zeros_like(a), a), axis=ax, keepdims=True)
+        e, s = self.e, self.s
+        # elementwise only (one fused sweep): 1 − p_k = (S − e_k)/S as in one_minus_p()
+        return xp.where(unique, off - total * ((self.s_m1 - (e - 1.0)) / s), total * (e / s) - a)
 
 
 @quiet

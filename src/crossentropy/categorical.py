@@ -223,9 +223,20 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, soft
     grads = {}
     if need_grad:
         if a is None:
-            a = r.coefficients()
-        # ∂/∂x_j (−Σ_c a_c log p_c) = (Σ_c a_c) p_j − a_j, exact at the argmax (SoftmaxParts.dual_grad)
-        g = sp.dual_grad(a)
+            # Index targets, no smoothing: w_y·(p − onehot(y)), one elementwise sweep after the
+            # row sums.  At y, p_y − 1 is −(1 − p_y) with 1 − p_y exact when y is the row's
+            # unique maximum (SoftmaxParts.one_minus_p); otherwise p_y ≤ 1/2 and p_y − 1 is exact.
+            is_y = xp.is_class(xp.expand_dims(r.idx, ax), r.C, ax, x.ndim)
+            unique = sp.is_max & (sp.n == 1.0)
+            p = sp.e / sp.s
+            at_y = xp.where(unique, -((sp.s_m1 - (sp.e - 1.0)) / sp.s), p - 1.0)
+            g = xp.where(is_y, at_y, p)
+            if r.w is not None:
+                g = g * xp.expand_dims(xp.take(r.w, r.idx), ax)
+            g = _mask_col(r, g)
+        else:
+            # ∂/∂x_j (−Σ_c a_c log p_c) = (Σ_c a_c) p_j − a_j, exact at the argmax (SoftmaxParts.dual_grad)
+            g = sp.dual_grad(a)
         if z_loss:
             g = g + _mask_col(r, 2.0 * z_loss * xp.expand_dims(lse, ax) * sp.p())
         grads[0] = g if th is None else g * (1.0 - th * th)
