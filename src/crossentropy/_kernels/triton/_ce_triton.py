@@ -91,23 +91,23 @@ else:
         return libdevice.tanh(x)
 
 
-BIG: tl.constexpr = L.BIG
-NSTAT: tl.constexpr = L.NSTAT
-_M: tl.constexpr = L.M
-_S_OFF: tl.constexpr = L.S_OFF
-_XY: tl.constexpr = L.XY
-_HIT: tl.constexpr = L.HIT
-_WY: tl.constexpr = L.WY
-_NNAN: tl.constexpr = L.NNAN
-_NPINF: tl.constexpr = L.NPINF
-_NPINFW: tl.constexpr = L.NPINFW
-_D: tl.constexpr = L.D
-_WOFF: tl.constexpr = L.WOFF
-_WK: tl.constexpr = L.WK
-_W: tl.constexpr = L.W
-_WPOS: tl.constexpr = L.WPOS
-_WNEG: tl.constexpr = L.WNEG
-_WKP: tl.constexpr = L.WKP
+BIG = tl.constexpr(L.BIG)
+NSTAT = tl.constexpr(L.NSTAT)
+_M = tl.constexpr(L.M)
+_S_OFF = tl.constexpr(L.S_OFF)
+_XY = tl.constexpr(L.XY)
+_HIT = tl.constexpr(L.HIT)
+_WY = tl.constexpr(L.WY)
+_NNAN = tl.constexpr(L.NNAN)
+_NPINF = tl.constexpr(L.NPINF)
+_NPINFW = tl.constexpr(L.NPINFW)
+_D = tl.constexpr(L.D)
+_WOFF = tl.constexpr(L.WOFF)
+_WK = tl.constexpr(L.WK)
+_W = tl.constexpr(L.W)
+_WPOS = tl.constexpr(L.WPOS)
+_WNEG = tl.constexpr(L.WNEG)
+_WKP = tl.constexpr(L.WKP)
 
 
 @triton.jit

@@ -81,12 +81,15 @@ class Partials(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 def _mod():
-    from . import _ce_triton
-
+    try:
+        from . import _ce_triton
+    except ImportError as e:
+        raise ImportError(f"the Triton kernels need triton (pip install 'crossentropy[cuda]'): {e}") from e
     return _ce_triton
 
 
-def _check_device(t, name):
+def _check_device(t, name="logits"):
+    """The last check before a launch (after every value check, so those run anywhere)."""
     if t.device.type == "cuda":
         return
     if t.device.type == "cpu" and _mod().INTERPRET:
@@ -105,7 +108,6 @@ def _check_logits(x, name="logits"):
         raise InvalidDTypeError(f"{name} must be float32, bfloat16 or float16; got dtype {x.dtype}")
     if x.shape[1] > 1 and x.stride(1) != 1:
         raise InvalidOptionError(f"{name} must be contiguous along its class axis (stride 1); got strides {x.stride()}")
-    _check_device(x, name)
 
 
 def _check_target(target, rows, device):
@@ -293,6 +295,7 @@ def chunk_cross_entropy(logits, target, /, *, weight=None, ignore_index=None, la
     if validate:
         _check_targets_in_range(target, V, ii)
     bv, br = _blocks(V, rows, block_v, block_rows)
+    _check_device(logits)
     mod = _mod()
     grid = (triton_cdiv(rows, br),)
     mod.ce_fused_kernel[grid](
@@ -360,6 +363,7 @@ def vocab_partials(logits, target, /, *, class_offset, num_classes, weight=None,
         stats[:, L.M] = -math.inf  # the empty slice: the merge's neutral element
         return Partials(stats, index, options)
     bv, br = _blocks(width, rows, block_v, block_rows)
+    _check_device(logits)
     mod = _mod()
     mod.ce_partial_kernel[(triton_cdiv(rows, br),)](
         logits, logits.stride(0), target, w if w is not None else stats, stats, index, rows, width, class_offset,
@@ -496,6 +500,7 @@ def vocab_finish(logits, target, merged, /, *, class_offset, num_classes, weight
         _check_targets_in_range(target, num_classes, ii)
     if rows and (write_loss or (g is not None and width)):
         bv, br = _blocks(width, rows, block_v, block_rows)
+        _check_device(logits)
         stats = merged.stats.to(torch.float32).contiguous()
         index = merged.index.to(torch.int64).contiguous()
         _mod().ce_finish_kernel[(triton_cdiv(rows, br),)](
@@ -513,9 +518,13 @@ def vocab_finish(logits, target, merged, /, *, class_offset, num_classes, weight
 # ---------------------------------------------------------------------------------------------
 
 def _runs_here(t):
-    if t.device.type == "cuda":
-        return True
-    return t.device.type == "cpu" and _mod().INTERPRET
+    if t.device.type not in ("cuda", "cpu"):
+        return False
+    try:
+        mod = _mod()
+    except ImportError:
+        return False  # no triton: the caller's fallback runs
+    return t.device.type == "cuda" or mod.INTERPRET
 
 
 def _grad_buffer(input, x2, grad_into):
