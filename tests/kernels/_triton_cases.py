@@ -239,6 +239,58 @@ def everything_float16():
 
 
 @case("dtypes")
+def low_precision_no_worse_than_unfused():
+    """bfloat16/float16 logits: the kernel's error against float64 is no larger than that of the
+    library's reference computed in the same precision (the unfused computation)."""
+    import crossentropy as ce
+
+    x, y = rows(12, 200, 29, spread=4.0)
+    for dt in (torch.bfloat16, torch.float16):
+        xd = x.to(dt)
+        ref_loss, _, ref_g = reference(xd, y, label_smoothing=0.1)
+        work = xd.clone()
+        loss, _ = kt().chunk_cross_entropy(work, y, label_smoothing=0.1, grad_scale=1.0, grad_into=work,
+                                           block_v=64)
+        un_loss, un_g = ce.value_and_grad(ce.cross_entropy, xd, y, label_smoothing=0.1, reduction="none")
+        for name, ours, unfused, want in (("loss", loss, un_loss, ref_loss), ("grad", work, un_g, ref_g)):
+            e_ours = float((ours.double() - want).abs().max())
+            e_unf = float((unfused.double() - want).abs().max())
+            assert e_ours <= e_unf, f"{dt} {name}: kernel error {e_ours:.3g} > unfused {dt} error {e_unf:.3g}"
+
+
+@case("chunk")
+def random_configs():
+    """A seeded sweep over shapes (1 row, 1 class, ragged tiles), tiles, options and dtypes."""
+    g = torch.Generator().manual_seed(30)
+
+    def pick(*xs):
+        return xs[int(torch.randint(0, len(xs), (1,), generator=g))]
+
+    for _ in range(24):
+        n, v = int(torch.randint(1, 17, (1,), generator=g)), pick(1, 2, 3, 17, 64, 129, 300)
+        x = torch.randn(n, v, generator=g) * pick(0.5, 3.0, 30.0)
+        y = torch.randint(0, v, (n,), generator=g)
+        opts = {}
+        if pick(0, 1):
+            opts["weight"] = torch.rand(v, generator=g) + pick(0.0, 0.5)
+        if pick(0, 1):
+            y[torch.rand(n, generator=g) < 0.3] = -100
+            opts["ignore_index"] = -100
+        for key, vals in (("label_smoothing", (0.0, 0.05, 0.5)), ("z_loss", (0.0, 1e-3)), ("softcap", (None, 2.0, 30.0))):
+            val = pick(*vals)
+            if val:
+                opts[key] = val
+        dt = pick(torch.float32, torch.float32, torch.bfloat16, torch.float16)
+        scale = pick(1.0, -0.5, torch.randn(n, generator=g))
+        cfg = dict(n=n, v=v, dtype=str(dt), block_v=pick(4, 16, 64), block_rows=pick(1, 2, 8, 16),
+                   **{k: (val if not isinstance(val, torch.Tensor) else "tensor") for k, val in opts.items()})
+        try:
+            check_chunk(x, y, dtype=dt, scale=scale, block_v=cfg["block_v"], block_rows=cfg["block_rows"], **opts)
+        except AssertionError as e:
+            raise AssertionError(f"config {cfg}: {e}") from None
+
+
+@case("dtypes")
 def separate_buffer_and_no_grad():
     x, y = rows(5, 40, 14)
     check_chunk(x, y, in_place=False, block_v=16, block_rows=8)

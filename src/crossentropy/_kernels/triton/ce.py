@@ -226,7 +226,11 @@ def _launch_options(bv, br):
         backend = triton.runtime.driver.active.get_current_target().backend
         _LAUNCH = {"enable_fp_fusion": False}
         if backend == "cuda":
-            _LAUNCH["enable_reflect_ftz"] = False
+            from triton.backends.nvidia.compiler import CUDAOptions
+
+            # a Triton without the option rejects the keyword; it then keeps its default
+            if "enable_reflect_ftz" in getattr(CUDAOptions, "__dataclass_fields__", {}):
+                _LAUNCH["enable_reflect_ftz"] = False
     n = bv * br
     return dict(_LAUNCH, num_warps=4 if n <= 2048 else 8)
 
