@@ -207,6 +207,7 @@ def grad_scale_vector_and_scalar():
     s = torch.tensor([0.5, -2.0, 0.0, 1e-3, 3.0, 1.0])
     check_chunk(x, y, scale=s, block_v=16, block_rows=4)
     check_chunk(x, y, scale=0.25, block_v=16, block_rows=4)
+    check_chunk(x, y, scale=torch.tensor(-0.75), block_v=16, block_rows=4)  # a 0-d tensor (device scalar)
 
 
 @case("chunk")

@@ -127,6 +127,7 @@ def _kt():
 
 X = torch.zeros(3, 5)
 Y = torch.tensor([0, 4, 2])
+_W6 = torch.zeros(3, 6)
 
 
 @pytest.mark.parametrize("call, err, words", [
@@ -154,6 +155,9 @@ Y = torch.tensor([0, 4, 2])
     (lambda k: k.chunk_cross_entropy(X, torch.tensor([0, -100, -1]), ignore_index=-100), TargetOutOfRangeError,
      "target[2] = -1"),
     (lambda k: k.chunk_cross_entropy(X, Y, block_v=3), InvalidOptionError, "power of two"),
+    (lambda k: k.chunk_cross_entropy(torch.zeros(3, 0), Y), ShapeMismatchError, "at least one class"),
+    (lambda k: k.chunk_cross_entropy(_W6[:, :5], Y, grad_scale=1.0, grad_into=_W6[:, 1:]), InvalidOptionError,
+     "overlaps logits"),
     (lambda k: k.vocab_partials(X, Y, class_offset=1, num_classes=5), InvalidOptionError, "class_offset"),
     (lambda k: k.vocab_partials(X, Y, class_offset=0, num_classes=0), InvalidOptionError, "num_classes"),
     (lambda k: k.vocab_partials(X, Y, class_offset=0, num_classes=9, weight=torch.ones(9)), ShapeMismatchError,

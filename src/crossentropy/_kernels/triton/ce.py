@@ -184,7 +184,7 @@ def _grad_args(logits, grad_scale, grad_into, rows):
         raise InvalidOptionError("grad_into overlaps logits without being the logits themselves")
     if isinstance(grad_scale, torch.Tensor):
         if grad_scale.numel() == 1 and grad_scale.ndim <= 1:
-            return None, float(grad_scale.reshape(())), grad_into
+            grad_scale = grad_scale.reshape(1).expand(rows)  # a device scalar: no sync to read it
         if tuple(grad_scale.shape) != (rows,):
             raise ShapeMismatchError(f"grad_scale must be a number or have shape ({rows},); got {tuple(grad_scale.shape)}")
         if grad_scale.device != logits.device:
