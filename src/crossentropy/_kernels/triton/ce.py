@@ -626,7 +626,7 @@ def cross_entropy_cuda(input, target, /, *, axis=-1, weight=None, sample_weight=
             x2 = x2.contiguous()
         y = target.reshape(rows)
         valid = (y != ii) if ii is not None else None
-        # as the reference: weights in the input's dtype, then computed with in float32/float64
+        # as the reference: weights rounded to the input's dtype first, then used in float32/float64
         w = weight.to(dt).to(torch.float32) if weight is not None else None
         sw = None
         if sample_weight is not None:
