@@ -31,12 +31,15 @@ __all__ = [
 
 
 def available() -> bool:
-    """Whether the kernels can run here: ``triton`` and ``torch`` import and a CUDA device is visible."""
-    try:
-        import torch
-        import triton  # noqa: F401
-    except ImportError:
+    """Whether the kernels can run here: ``triton`` and ``torch`` are installed and a CUDA device is visible.
+
+    Answered without importing triton (see ``_ce_triton.build``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
         return False
+    import torch
+
     return bool(torch.cuda.is_available())
 
 

@@ -31,6 +31,7 @@ otherwise the kernels need CUDA tensors.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple, Sequence
 
 import torch
@@ -81,18 +82,26 @@ class Partials(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 def _mod():
+    """The kernels (imports triton on first use)."""
+    from . import _ce_triton
+
     try:
-        from . import _ce_triton
+        return _ce_triton.build()
     except ImportError as e:
         raise ImportError(f"the Triton kernels need triton (pip install 'crossentropy[cuda]'): {e}") from e
-    return _ce_triton
+
+
+def _interpreting() -> bool:
+    """CPU tensors run only under Triton's interpreter.  Without TRITON_INTERPRET=1 this is
+    False *without importing triton* (importing it after TensorFlow aborts the process)."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        return False
+    return bool(_mod().INTERPRET)
 
 
 def _check_device(t, name="logits"):
     """The last check before a launch (after every value check, so those run anywhere)."""
-    if t.device.type == "cuda":
-        return
-    if t.device.type == "cpu" and _mod().INTERPRET:
+    if t.device.type == "cuda" or (t.device.type == "cpu" and _interpreting()):
         return
     raise InvalidOptionError(
         f"{name} must be a CUDA tensor (CPU tensors run only under Triton's interpreter, "
@@ -522,13 +531,15 @@ def vocab_finish(logits, target, merged, /, *, class_offset, num_classes, weight
 # ---------------------------------------------------------------------------------------------
 
 def _runs_here(t):
-    if t.device.type not in ("cuda", "cpu"):
+    if t.device.type == "cpu":
+        return _interpreting()
+    if t.device.type != "cuda":
         return False
     try:
-        mod = _mod()
+        _mod()
     except ImportError:
         return False  # no triton: the caller's fallback runs
-    return t.device.type == "cuda" or mod.INTERPRET
+    return True
 
 
 def _grad_buffer(input, x2, grad_into):
