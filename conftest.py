@@ -9,3 +9,13 @@ Tests and doctests that want float32 ask for it with an explicit dtype.
 import os
 
 os.environ["JAX_ENABLE_X64"] = "1"
+
+# Triton (the `cuda` extra, installed by .ci/run) and TensorFlow each register the same LLVM
+# command-line options; in one process, importing triton *after* TensorFlow aborts the process
+# ("Option 'bitcode-mdindex-threshold' registered more than once").  torch._dynamo imports triton
+# whenever it is installed (torch.compile, torch.optim), so every test process imports it here,
+# before any test module can import TensorFlow.  Triton first, then TensorFlow, is fine.
+try:
+    import triton  # noqa: E402, F401
+except ImportError:
+    pass
