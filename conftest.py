@@ -15,3 +15,13 @@ os.environ["JAX_ENABLE_X64"] = "1"
 # session, so that scikit-learn's own array-API tests of log_loss (tests/upstream) run
 # whichever worker imports scipy first.
 os.environ["SCIPY_ARRAY_API"] = "1"
+
+# Triton (the `cuda` extra, installed by .ci/run) and TensorFlow each register the same LLVM
+# command-line options; in one process, importing triton *after* TensorFlow aborts the process
+# ("Option 'bitcode-mdindex-threshold' registered more than once").  torch._dynamo imports triton
+# whenever it is installed (torch.compile, torch.optim), so every test process imports it here,
+# before any test module can import TensorFlow.  Triton first, then TensorFlow, is fine.
+try:
+    import triton  # noqa: E402, F401
+except ImportError:
+    pass
