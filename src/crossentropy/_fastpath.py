@@ -108,7 +108,7 @@ def _grad_scale(dtype, shape, *, reduction, sample_weight, log_base, grad_output
             # the divisor finish() would use (one definition, in _reduction)
             _, div = denominators(namespace(), np.broadcast_to(np.float64(0.0), shape), reduction=reduction, norm=nw,
                                   valid=valid)
-            g = g / float(div)
+            g = float(np.float64(g) / np.float64(div))  # a true 0 divisor gives inf, as finish()
         if grad_output is not None:
             go = np.asarray(grad_output)
             if go.size != 1:

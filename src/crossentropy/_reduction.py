@@ -124,21 +124,27 @@ def denominators(xp, loss, *, reduction, norm, valid):
     ``valid`` the mask of counted samples (None → all).  ``(None, None)`` for
     ``'none'`` and ``'sum'``.
 
-    The gradient's divisor is never 0: an empty / all-ignored / all-zero-weight
-    batch has an all-zero gradient, and it stays 0 (PyTorch agrees) instead of
-    becoming 0/0.
+    The gradient's divisor is 1 where nothing is counted: an empty /
+    all-ignored / all-zero-weight batch has an all-zero gradient, and it stays
+    0 (PyTorch agrees) instead of becoming 0/0.  Non-zero weights that sum to
+    0 divide by 0, in the value and the gradient alike.
     """
     if reduction == "mean":
         if norm is None:
             denom = _count(xp, valid, loss)
+            counted = denom
         else:
             w = xp.broadcast_to(norm, tuple(loss.shape)) if tuple(norm.shape) != tuple(loss.shape) else norm
-            denom = xp.accurate_sum(w if valid is None else xp.where(valid, w, xp.zeros_like(w)))
+            w = w if valid is None else xp.where(valid, w, xp.zeros_like(w))
+            denom = xp.accurate_sum(w)
+            # Weights may be negative: Σw = 0 with non-zero weights is a true 0 divisor
+            # (the loss is ±inf/NaN and so is its gradient, as PyTorch's), not "nothing counted".
+            counted = xp.sum(xp.astype(w != 0, loss))
     elif reduction == "sum_over_batch_size":
-        denom = _count(xp, valid, loss)
+        denom = counted = _count(xp, valid, loss)
     else:
         return None, None
-    return denom, xp.where(denom == 0, xp.ones_like(denom), denom)
+    return denom, xp.where((denom == 0) & (counted == 0), xp.ones_like(denom), denom)
 
 
 def _count(xp, valid, loss):

@@ -85,8 +85,9 @@ def _done(xp, loss, grads, eps, *, reduction, sample_weight, base, grad_output):
 
 def _xlog(xp, t, logv):
     # t·log v with the convention 0·log 0 = 0 (a zero-weight term never turns
-    # an infinite log into NaN).
-    return xp.where(t == 0, xp.zeros_like(logv), t * logv)
+    # an infinite log into NaN).  Only a non-finite log is guarded, so that
+    # autodiff keeps ∂(t·log v)/∂t = log v at t = 0 (hard 0/1 labels).
+    return t * xp.where((t == 0) & ~xp.isfinite(logv), xp.zeros_like(logv), logv)
 
 
 def _bce_probs_terms(xp, p, t, pw, compat, need_grad, need_t=False):

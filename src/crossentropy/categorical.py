@@ -160,8 +160,10 @@ def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, redu
 
 def _xlogy(xp, a, logp):
     # a·log p with 0·log 0 = 0: a zero-probability class under a zero target
-    # (e.g. a −inf logit mask) contributes nothing instead of NaN.
-    return xp.where(a == 0, xp.zeros_like(logp), a * logp)
+    # (e.g. a −inf logit mask) contributes nothing instead of NaN.  Only the
+    # non-finite log is guarded, so that autodiff keeps ∂(a·log p)/∂a = log p at
+    # a = 0 (a soft label or class weight that is 0 still has a gradient).
+    return a * xp.where((a == 0) & ~xp.isfinite(logp), xp.zeros_like(logp), logp)
 
 
 def _finish(r: _Prep, loss, grads, *, reduction, base, grad_output, norm=None):

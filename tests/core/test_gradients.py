@@ -159,3 +159,36 @@ def test_softcap_is_the_loss_of_capped_logits(target, kw):
 def test_softcap_must_be_positive_and_finite(bad):
     with pytest.raises(ce.InvalidOptionError, match="softcap must be a positive finite number"):
         ce.cross_entropy(X, Y, softcap=bad)
+
+
+def test_autodiff_of_the_reference_keeps_target_and_weight_gradients_at_zero():
+    """0·log p is guarded only where log p is not finite: ∂/∂t at t = 0 is −log p, not 0."""
+    import torch
+
+    x = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    t = torch.tensor([[0.7, 0.0, 0.3]], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    ce.cross_entropy(x, t, weight=w).backward()
+    logp = torch.log_softmax(x, -1)
+    torch.testing.assert_close(t.grad, -(w.detach() * logp), rtol=1e-14, atol=0)
+    torch.testing.assert_close(w.grad, -(t.detach() * logp)[0], rtol=1e-14, atol=0)
+    xb = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    tb = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    ce.binary_cross_entropy_with_logits(xb, tb, reduction="sum").backward()
+    torch.testing.assert_close(tb.grad, -xb, rtol=1e-14, atol=1e-16)  # ∂/∂y = log σ(−x) − log σ(x) = −x
+
+
+def test_weights_summing_to_zero_divide_by_zero_in_value_and_gradient():
+    """Non-zero class weights with Σw[y] = 0: ±inf/NaN as PyTorch, never a finite gradient."""
+    import torch
+
+    x = RNG.standard_normal((2, 3))
+    t, w = np.array([0, 1]), np.array([1.0, -1.0, 2.0])
+    with np.errstate(all="ignore"):
+        v, g = ce.value_and_grad(ce.cross_entropy, x, t, weight=w)
+    assert not np.isfinite(v) and not np.all(np.isfinite(g))
+    tv = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w))
+    assert float(v) == float(tv)
+    # nothing counted at all (every target ignored): NaN loss, zero gradient, as PyTorch
+    v0, g0 = ce.value_and_grad(ce.cross_entropy, x, np.array([-100, -100]), ignore_index=-100, weight=w)
+    assert np.isnan(v0) and np.all(g0 == 0)

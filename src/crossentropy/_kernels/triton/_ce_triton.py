@@ -260,7 +260,10 @@ def build():
         SOFF = tl.where(finite, s_off, tl.where(pinf, tl.where(npinf > 1.5, INF, e_f), tl.where(isnan, NAN, 0.0)))
         logs = tl.where(finite, _log1p(s_off), _log(S))
         lse = shift + logs
-        K = tl.where(pinf, kpinf, k)
+        # The exact form at the maximum applies to finite rows only; a row with a +inf, a NaN or no
+        # finite entry takes the plain formula everywhere (p = e/S: NaN at the +inf entries), as
+        # the reference does: no column is K there.
+        K = tl.where(finite, k, -1)
         # −log p_y = (m − x_y) + log1p(S_off): two non-negative terms, no cancellation
         nll = (shift - xy) + logs
         vf = tl.where(valid, 1.0, 0.0)
