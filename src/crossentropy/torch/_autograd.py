@@ -29,7 +29,8 @@ from typing import Optional
 
 import torch
 
-from ._compute import class_dim, decode, loss_value, out_meta, value
+from .._errors import InvalidOptionError
+from ._compute import class_dim, decode, loss_value, n_in, out_meta, value
 
 __all__ = ["apply_loss", "apply_lifted"]
 
@@ -58,7 +59,52 @@ def apply_lifted(spec: str, *args):
     """The outputs of a derived spec, as a differentiable tuple."""
     if _compiling():
         return _op(spec, args)
+    if _legacy_vmap():
+        batched = [i for i, a in enumerate(args) if _legacy_batched(a)]
+        if batched:
+            return _linear_in_batched(spec, args, batched)
     return _Lifted.apply(spec, *args)
+
+
+# The legacy vmap (torch._vmap_internals, which gradcheck's check_batched_grad and
+# check_batched_forward_grad use) does not know autograd.Function's vmap rule: it
+# hands the Function batched tensors whose values cannot be read.  It only ever
+# batches cotangents / tangents, in which a derivative is linear: contract the
+# batched argument with the Jacobian taken on plain tensors.
+
+def _legacy_vmap() -> bool:
+    return "VmapMode" in str(torch._C._dispatch_tls_local_include_set())
+
+
+def _legacy_batched(a) -> bool:
+    return a is not None and "Batched" in str(torch._C._dispatch_keys(a)).replace("FuncTorchBatched", "")
+
+
+def _linear_in_batched(spec, args, batched):
+    s = decode(spec)
+    first = n_in(s[1])  # vjp: the cotangents follow the inner inputs; jvp: the tangents
+    if s[0] == "loss" or any(i < first for i in batched):
+        raise InvalidOptionError(
+            "the legacy torch._vmap_internals.vmap can batch only the cotangents / tangents of "
+            "crossentropy.torch's losses; use torch.func.vmap, which supports every argument"
+        )
+    zeros = tuple(torch.zeros(args[i].shape, dtype=args[i].dtype, device=args[i].device) for i in batched)
+
+    def f(*cs):
+        full = list(args)
+        for i, c in zip(batched, cs):
+            full[i] = c
+        return _Lifted.apply(spec, *full)
+
+    jac = torch.autograd.functional.jacobian(f, zeros, create_graph=torch.is_grad_enabled())
+    outs = []
+    for row in jac:
+        acc = None
+        for j, i in zip(row, batched):
+            term = torch.tensordot(j, args[i], dims=args[i].dim())
+            acc = term if acc is None else acc + term
+        outs.append(acc)
+    return tuple(outs)
 
 
 def _float_mask(flags, args):

@@ -201,13 +201,18 @@ def _from_np(a, dtype, device):
     return t
 
 
+def numpy_path(xc) -> bool:
+    """Whether the NumPy route (the library's fast CPU kernels) applies to ``xc``."""
+    return xc.device.type == "cpu" and xc.dtype in _NUMPY_DTYPES
+
+
 def _loss_and_grad(s, x, t, w, pw, need_grad, grad_output):
     """Loss (out dtype) and input gradient (x's dtype, ``None`` unless asked) without a graph."""
     kind, xc, tc, opts = _prepared(s, x, t, w, pw)
     out_dtype = _DTYPES[s[6]]
     fn = _FNS[kind]
     go = grad_output
-    if xc.device.type == "cpu" and xc.dtype in _NUMPY_DTYPES:
+    if numpy_path(xc):
         # NumPy views without a copy: the library's fast CPU kernels.
         args = (_np(xc), _np(tc))
         for k in ("weight", "sample_weight", "pos_weight"):
