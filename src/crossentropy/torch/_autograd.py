@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 
 from .._errors import InvalidOptionError
-from ._compute import class_dim, decode, loss_value, n_in, out_meta, value
+from ._compute import class_dim, decode, loss_value, n_in, out_meta, shares_memory, value
 
 __all__ = ["apply_loss", "apply_lifted"]
 
@@ -195,12 +195,38 @@ def _tangent_mask(tangents, args):
 # eager: the Functions
 # ---------------------------------------------------------------------------------------------
 
-class _Loss(torch.autograd.Function):
+class _Fast(torch.autograd.Function):
+    """``Function.apply`` without its per-call ``inspect.signature`` (about 30 µs).
+
+    PyTorch binds default arguments with ``inspect`` on every call of a Function
+    that defines ``setup_context``; ours have no defaults, so outside functorch
+    transforms the C implementation is called directly, as ``Function.apply``
+    itself does after binding (dead functorch wrappers unwrapped first, as there).
+    """
+
+    @classmethod
+    def apply(cls, *args):
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        if any(a is not None and not isinstance(a, str) and _is_wrapped(a) for a in args):
+            args = _unwrap_dead(args)
+        return super(torch.autograd.Function, cls).apply(*args)
+
+
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def _unwrap_dead(args):
+    from torch._functorch.utils import unwrap_dead_wrappers
+
+    return unwrap_dead_wrappers(args)
+
+class _Loss(_Fast):
     """``(loss, input gradient)``; the gradient output is non-differentiable."""
 
     @staticmethod
     def forward(spec, x, t, w, pw):
-        return loss_value(decode(spec), x, t, w, pw)
+        return _loss_forward(spec, x, t, w, pw)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -234,18 +260,31 @@ class _Loss(torch.autograd.Function):
         return _batched(_apply_loss_pair, info, in_dims, spec, (x, t, w, pw), _empty_loss)
 
 
+# The Functions run while compiling only under a functorch transform, where
+# Dynamo falls back to eager; it would still trace into the library's
+# value-reading code frame by frame (slowly, with a graph break at each read).
+@torch.compiler.disable
+def _loss_forward(spec, x, t, w, pw):
+    return loss_value(decode(spec), x, t, w, pw)
+
+
+@torch.compiler.disable
+def _lifted_forward(spec, args):
+    return value(decode(spec), args)
+
+
 def _apply_loss_pair(spec, x, t, w, pw):
     if _compiling():
         return _op(spec, (x, t, w, pw))
     return _Loss.apply(spec, x, t, w, pw)
 
 
-class _Lifted(torch.autograd.Function):
+class _Lifted(_Fast):
     """The outputs of a derivative spec; differentiable again (backward, jvp, vmap)."""
 
     @staticmethod
     def forward(spec, *args):
-        return value(decode(spec), args)
+        return _lifted_forward(spec, args)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -306,9 +345,9 @@ def _register_op():
     def evaluate(spec: str, present: str, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         s = decode(spec)
         args = _unpack(present, tensors)
-        if s[0] == "loss":
-            return list(loss_value(s, *args))
-        return [o.clone() if any(o is a for a in tensors) else o for o in value(s, args)]
+        outs = loss_value(s, *args) if s[0] == "loss" else value(s, args)
+        # an operator's outputs may not alias its inputs
+        return [o.clone() if shares_memory(o, tensors) else o for o in outs]
 
     @evaluate.register_fake
     def _(spec, present, tensors):

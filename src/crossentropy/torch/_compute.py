@@ -244,16 +244,15 @@ def loss_value(s, x, t, w, pw):
     """``(loss, grad)`` for ``s = ('loss', ...)``: ``grad`` is the input gradient when
     ``need_grad`` (kept by the plain backward), else an empty tensor."""
     loss, g = _loss_and_grad(s, x, t, w, pw, s[7], None)
-    if g is None:
-        g = x.new_empty((0,))
-    # A loss that aliases an input (no copy was needed) would confuse autograd.
-    return loss.clone() if _shares(loss, (x, t, w, pw)) else loss, g
+    return loss, (x.new_empty((0,)) if g is None else g)
 
 
-def _shares(a, others) -> bool:
-    ptr = a.untyped_storage().data_ptr() if a.numel() else None
-    return ptr is not None and any(o is not None and o.numel() and o.untyped_storage().data_ptr() == ptr
-                                   for o in others)
+def shares_memory(a, others) -> bool:
+    """Whether ``a`` shares storage with any of ``others`` (an operator's outputs may not)."""
+    if a.numel() == 0:
+        return False
+    ptr = a.untyped_storage().data_ptr()
+    return any(o is not None and o.numel() and o.untyped_storage().data_ptr() == ptr for o in others)
 
 
 def _fast_value(s, args):
