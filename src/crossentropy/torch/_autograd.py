@@ -25,12 +25,13 @@ no ``jvp``, and a forward that calls the opaque custom operator
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 
 from .._errors import InvalidOptionError
-from ._compute import class_dim, decode, loss_value, n_in, out_meta, shares_memory, value
+from ._compute import _leaf, class_dim, decode, graph, loss_value, n_in, out_meta, shares_memory, value
 
 __all__ = ["apply_loss", "apply_lifted"]
 
@@ -69,8 +70,10 @@ def apply_lifted(spec: str, *args):
 # The legacy vmap (torch._vmap_internals, which gradcheck's check_batched_grad and
 # check_batched_forward_grad use) does not know autograd.Function's vmap rule: it
 # hands the Function batched tensors whose values cannot be read.  It only ever
-# batches cotangents / tangents, in which a derivative is linear: contract the
-# batched argument with the Jacobian taken on plain tensors.
+# batches cotangents / tangents, in which a derivative is linear, and PyTorch's
+# own operations (autograd included) batch: evaluate the spec's graph with the
+# batched arguments left as they are (nothing reads their values) and the other
+# arguments as plain leaves.
 
 def _legacy_vmap() -> bool:
     return "VmapMode" in str(torch._C._dispatch_tls_local_include_set())
@@ -82,28 +85,39 @@ def _legacy_batched(a) -> bool:
 
 def _linear_in_batched(spec, args, batched):
     s = decode(spec)
-    first = n_in(s[1])  # vjp: the cotangents follow the inner inputs; jvp: the tangents
-    if s[0] == "loss" or any(i < first for i in batched):
+    first = n_in(s[1]) if s[0] != "loss" else len(args)  # vjp: cotangents after the inputs; jvp: tangents
+    if any(i < first for i in batched):
         raise InvalidOptionError(
             "the legacy torch._vmap_internals.vmap can batch only the cotangents / tangents of "
             "crossentropy.torch's losses; use torch.func.vmap, which supports every argument"
         )
-    zeros = tuple(torch.zeros(args[i].shape, dtype=args[i].dtype, device=args[i].device) for i in batched)
-
-    def f(*cs):
-        full = list(args)
-        for i, c in zip(batched, cs):
-            full[i] = c
-        return _Lifted.apply(spec, *full)
-
-    jac = torch.autograd.functional.jacobian(f, zeros, create_graph=torch.is_grad_enabled())
+    if torch.is_grad_enabled() and any(a is not None and a.requires_grad for i, a in enumerate(args)
+                                       if i not in batched):
+        raise InvalidOptionError(
+            "a derivative of a derivative computed under the legacy torch._vmap_internals.vmap is not "
+            "supported by crossentropy.torch; use torch.func.vmap"
+        )
+    if s[0] == "vjp":
+        # autograd.grad batches its grad_outputs under the legacy vmap
+        with torch.enable_grad():
+            leaves = tuple(a if i in batched else _leaf(a) for i, a in enumerate(args))
+            return tuple(graph(s, leaves, create=False))
+    # jvp: J·v, row by row of J (each row a plain VJP with a one-hot cotangent),
+    # contracted with the batched tangents (autograd.grad of a batched output is
+    # not supported under the legacy vmap)
+    inner, tmask = s[1], s[2]
+    q, tangents = args[:first], args[first:]
+    meta = out_meta(inner, q)
+    vjp = repr(("vjp", inner, tmask))
     outs = []
-    for row in jac:
-        acc = None
-        for j, i in zip(row, batched):
-            term = torch.tensordot(j, args[i], dims=args[i].dim())
-            acc = term if acc is None else acc + term
-        outs.append(acc)
+    for k, (shape, dtype) in enumerate(meta):
+        rows = []
+        for j in range(math.prod(shape)):
+            cts = [torch.zeros(sh, dtype=dt, device=q[0].device) for sh, dt in meta]
+            cts[k].view(-1)[j] = 1
+            row = value(decode(vjp), (*q, *cts))
+            rows.append(sum((r * tg.to(r.dtype)).sum() for r, tg in zip(row, tangents)).to(dtype))
+        outs.append(torch.stack(rows).reshape(shape) if rows else torch.zeros(shape, dtype=dtype))
     return tuple(outs)
 
 
