@@ -209,3 +209,78 @@ def test_device_kernel_hook(monkeypatch):
     finally:
         mod.register_device_kernel("cpu", None)
     assert seen == [("ce", "sum", True), ("nll", "mean", True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch's dtype rules for weight / target / pos_weight: raise where torch raises, else torch's result dtype
+# ---------------------------------------------------------------------------------------------
+
+_DT = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.bool]
+
+
+def _dtype_cases():
+    out = []
+    for xd in (torch.float32, torch.float16, torch.float64):
+        for d in _DT:
+            out += [("cross_entropy", xd, "weight", d), ("cross_entropy/prob", xd, "weight", d),
+                    ("nll_loss", xd, "weight", d), ("binary_cross_entropy", xd, "weight", d),
+                    ("binary_cross_entropy_with_logits", xd, "weight", d),
+                    ("binary_cross_entropy_with_logits", xd, "pos_weight", d),
+                    ("cross_entropy/prob", xd, "target", d), ("binary_cross_entropy", xd, "target", d),
+                    ("binary_cross_entropy_with_logits", xd, "target", d)]
+    return out
+
+
+@pytest.mark.parametrize("fn, xd, arg, d", _dtype_cases(), ids=lambda v: str(v).replace("torch.", ""))
+def test_dtype_rules_follow_torch(fn, xd, arg, d):
+    g = torch.Generator().manual_seed(0)
+    name, _, variant = fn.partition("/")
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    if name == "binary_cross_entropy":
+        x = torch.sigmoid(x)
+    if name == "nll_loss":
+        x = torch.log_softmax(x, 1)
+    if name in ("cross_entropy", "nll_loss") and variant != "prob":
+        t = torch.tensor([0, 1, 2, 0])
+    elif variant == "prob":
+        t = torch.softmax(torch.randn(4, 3, generator=g, dtype=torch.float64), 1)
+    else:
+        t = torch.rand(4, 3, generator=g, dtype=torch.float64)
+    kw = {}
+    if arg == "target":
+        t = (t * 2).round() / 2 if d in (torch.int64, torch.bool) else t  # exactly representable values
+        t = t.to(d)
+        x = x.to(xd)
+    else:
+        x = x.to(xd)
+        if t.is_floating_point():
+            t = t.to(xd)
+        shape = (3,) if name in ("cross_entropy", "nll_loss") or arg == "pos_weight" else (4, 3)
+        kw[arg] = (torch.rand(shape, generator=g, dtype=torch.float64) + 0.5).to(d)
+    try:
+        ref = getattr(F, name)(x, t, **kw)
+    except Exception as e:  # noqa: BLE001
+        with pytest.raises((crossentropy.CrossEntropyError, RuntimeError)) as info:
+            getattr(cf, name)(x, t, **kw)
+        assert isinstance(info.value, crossentropy.CrossEntropyError), (type(e), e, info.value)
+        return
+    ours = getattr(cf, name)(x, t, **kw)
+    assert ours.dtype == ref.dtype
+    # PyTorch rounds intermediate results in the narrowest operand dtype (e.g. a float16
+    # log-softmax before a float32 target); ours computes in the result dtype from the
+    # operands' exact values: the tolerance is that of the narrowest operand.
+    widths = [a.dtype for a in (x, t, *kw.values()) if a.is_floating_point()] + [ours.dtype]
+    rel = max({torch.float16: 4e-3, torch.bfloat16: 3e-2}.get(dt, 2e-6) for dt in widths)
+    tol = rel * max(1.0, float(ref.abs().max()))
+    assert float((ours.double() - ref.double()).abs().max()) <= tol
+
+
+def test_inplace_input_change_after_loss_is_caught():
+    """cross_entropy keeps its input for a possible double backward: an in-place change in between is
+    PyTorch's 'modified by an inplace operation' error, never a silently wrong gradient."""
+    x = torch.randn(3, 4, requires_grad=True)
+    z = x * 1.0
+    loss = cf.cross_entropy(z, torch.tensor([0, 1, 2]))
+    z.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
