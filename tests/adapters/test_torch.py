@@ -124,17 +124,23 @@ def test_no_grad_and_inference_mode():
     assert not a.requires_grad and torch.allclose(a, b) and torch.allclose(a, F.cross_entropy(x, t))
 
 
-def test_fast_path_goes_through_public_numpy_functions(monkeypatch):
+def _spy_value_and_grad(monkeypatch):
+    """Record the array library of every value_and_grad call the adapter makes."""
+    import crossentropy.torch._compute as mod
+
     calls = []
-    real = crossentropy.value_and_grad
+    real = mod.value_and_grad
 
     def spy(fn, *arrays, **kw):
         calls.append(type(arrays[0]).__module__)
         return real(fn, *arrays, **kw)
 
-    import crossentropy.torch._compute as mod
-
     monkeypatch.setattr(mod, "value_and_grad", spy)
+    return calls
+
+
+def test_fast_path_goes_through_public_numpy_functions(monkeypatch):
+    calls = _spy_value_and_grad(monkeypatch)
     x = torch.randn(3, 4, requires_grad=True)
     cf.cross_entropy(x, torch.tensor([0, 1, 2])).backward()
     assert calls == ["numpy"]
@@ -165,15 +171,8 @@ def test_tensor_path_as_cuda_takes_it(monkeypatch):
     # tensors, with no NumPy round trip.  No GPU here: force that branch on CPU.
     import crossentropy.torch._compute as mod
 
-    calls = []
-    real = mod.value_and_grad
-
-    def spy(fn, *arrays, **kw):
-        calls.append(type(arrays[0]).__module__)
-        return real(fn, *arrays, **kw)
-
+    calls = _spy_value_and_grad(monkeypatch)
     monkeypatch.setattr(mod, "numpy_path", lambda xc: False)
-    monkeypatch.setattr(mod, "value_and_grad", spy)
     for kind, x, t in [("cross_entropy", torch.randn(4, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 3])),
                        ("binary_cross_entropy_with_logits", torch.randn(4, 5), torch.rand(4, 5))]:
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()

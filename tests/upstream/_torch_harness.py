@@ -28,6 +28,7 @@ import re
 import sys
 import warnings
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -250,6 +251,12 @@ class Driver(CNN.NNTestCase):
             params.append(p)
             d_params.append(p.grad)
         return params, d_params
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """PyTorch's TestCase seeds every test with common_utils.SEED; so do the tests importing this."""
+    torch.manual_seed(CU.SEED)
 
 
 def gradients_driver():

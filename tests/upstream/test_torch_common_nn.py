@@ -18,15 +18,10 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import _torch_harness as H  # noqa: E402
+from _torch_harness import seeded  # noqa: E402,F401 - autouse fixture
 
 CRITERIA = sorted(H.CRITERION_TESTS)
 FUNCTIONAL = sorted(H.FUNCTIONAL_MODULE_TESTS)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    # PyTorch's TestCase seeds every test with common_utils.SEED; so do we
-    torch.manual_seed(H.CU.SEED)
 
 
 def _run(test, impl, functions=(), modules=()):

@@ -18,15 +18,11 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import _torch_harness as H  # noqa: E402
+from _torch_harness import seeded  # noqa: E402,F401 - autouse fixture
 
 MODULES = sorted(H.MODULEINFOS)
 DEVICE = "cpu"
 
-
-@pytest.fixture(autouse=True)
-def _seed():
-    # PyTorch's TestCase seeds every test with common_utils.SEED; so do we
-    torch.manual_seed(H.CU.SEED)
 CASES = [(m, d) for m in MODULES for d in H.MODULEINFOS[m].dtypes]
 
 

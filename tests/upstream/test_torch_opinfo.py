@@ -15,15 +15,11 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import _torch_harness as H  # noqa: E402
+from _torch_harness import seeded  # noqa: E402,F401 - autouse fixture
 
 OPS = sorted(H.OPINFOS)
 DEVICE = "cpu"
 
-
-@pytest.fixture(autouse=True)
-def _seed():
-    # PyTorch's TestCase seeds every test with common_utils.SEED; so do we
-    torch.manual_seed(H.CU.SEED)
 
 # Second-order checks (gradgradcheck builds Jacobians of Jacobians; binary_cross_entropy
 # asks for gradcheck's slow mode) on the samples of at most 32 input elements: every
