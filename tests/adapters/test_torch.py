@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import pathlib
 import sys
-import warnings
 
 import pytest
 import torch

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
-import pickle
 import re
 import sys
 import warnings

@@ -26,7 +26,6 @@ no ``jvp``, and a forward that calls the opaque custom operator
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
