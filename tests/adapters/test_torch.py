@@ -281,3 +281,25 @@ def test_inplace_input_change_after_loss_is_caught():
     z.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_runs_losses_in_float32(dtype):
+    """Under torch.autocast the losses take float32 operands, as PyTorch's autocast policy gives them."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    t, y = torch.randint(0, 3, (5,)), torch.rand(5, 3)
+    cases = [("cross_entropy", lambda z: z, t), ("nll_loss", lambda z: torch.log_softmax(z, 1), t),
+             ("binary_cross_entropy_with_logits", lambda z: z, y), ("binary_cross_entropy", torch.sigmoid, y)]
+    for name, head, target in cases:
+        grads = []
+        for mod in (F, cf):
+            lin.zero_grad()
+            with torch.autocast("cpu", dtype=dtype):
+                out = getattr(mod, name)(head(lin(x)), target)
+            assert out.dtype == torch.float32, (name, mod.__name__, out.dtype)
+            out.backward()
+            grads.append((out.detach(), lin.weight.grad.clone()))
+        (a, ga), (b, gb) = grads
+        assert torch.allclose(a, b, atol=1e-6) and torch.allclose(ga, gb, atol=1e-6), name

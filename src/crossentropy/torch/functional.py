@@ -106,6 +106,18 @@ def _dtypes(kind, x, t, w, pw):
     return _NAMES[compute], _NAMES[out]
 
 
+def _autocast(kind, *tensors):
+    """Autocast's float32 policy for losses: half-precision floating operands become float32
+    (PyTorch lists these losses among the ops that autocast to float32; on CUDA it refuses
+    binary_cross_entropy, whose backward is not safe in half precision)."""
+    if kind == "bce" and tensors[0].device.type == "cuda":
+        raise InvalidDTypeError(
+            "binary_cross_entropy is unsafe to autocast (as in PyTorch): use binary_cross_entropy_with_logits, "
+            "or disable autocast for this loss"
+        )
+    return tuple(t.float() if t is not None and t.dtype in _HALF else t for t in tensors)
+
+
 def _dispatch(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction):
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise InvalidOptionError(
@@ -118,6 +130,8 @@ def _dispatch(kind, input, target, weight, pos_weight, ignore_index, label_smoot
         )
     if kind == "ce" and target.is_floating_point() and ignore_index != -100:
         raise InvalidOptionError("ignore_index is not supported for floating point (probability) targets")
+    if torch.is_autocast_enabled(input.device.type):
+        input, target, weight, pos_weight = _autocast(kind, input, target, weight, pos_weight)
     cdtype, out_dtype = _dtypes(kind, input, target, weight, pos_weight)
     grad_on = torch.is_grad_enabled()
     if grad_on:
