@@ -176,6 +176,29 @@ def test_vmap_in_dims_and_empty_batch():
     assert empty.shape == (0, 3, 5)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_vmap_under_plain_autograd_and_forward_ad(reduction):
+    """vmap's batched evaluation (one kernel call) is used only where no autograd follows the
+    arguments at that level; under plain autograd / forward AD the per-example calls keep it."""
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    t = torch.tensor([0, 4, -100, 2])
+    w = torch.tensor([1.0, -0.5, 2.0, 0.0, 1.5], dtype=torch.float64)
+    v = torch.randn_like(x)
+
+    def run(F_):
+        f = torch.func.vmap(lambda z: F_.cross_entropy(z, t, weight=w, reduction=reduction, label_smoothing=0.1))
+        xr = x.clone().requires_grad_(True)
+        out = f(xr)
+        (g,) = torch.autograd.grad((out * torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape))
+                                   .sum(), xr)
+        with fwAD.dual_level():
+            tan = fwAD.unpack_dual(f(fwAD.make_dual(x, v))).tangent
+        return out.detach(), g, tan
+
+    for a, b in zip(run(cf), run(F)):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
 def test_nested_vmap_per_sample_hessian_diagonal():
     x = torch.randn(2, 3, 4, dtype=torch.float64)
     t = torch.tensor([1, 3, 0])

@@ -30,7 +30,8 @@ import math
 import torch
 
 from .._errors import InvalidOptionError
-from ._compute import _leaf, class_dim, decode, graph, loss_value, n_in, out_meta, shares_memory, value
+from ._compute import (_leaf, batched_value, class_dim, decode, graph, loss_value, n_in, out_meta, shares_memory,
+                       value)
 
 __all__ = ["apply_loss", "apply_lifted"]
 
@@ -149,11 +150,25 @@ def _batched(apply, info, in_dims, spec, args, empty):
     if info.batch_size == 0:
         outs = empty(spec, args, dims)
         return outs, (0,) * len(outs)
+    if not _tracked(args):
+        outs = batched_value(decode(spec), args, dims, info.batch_size)
+        if outs is not None:
+            return outs, (0,) * len(outs)
     results = []
     for b in range(info.batch_size):
         results.append(apply(spec, *[a if d is None or a is None else a.select(d, b) for a, d in zip(args, dims)]))
     outs = tuple(torch.stack(col) for col in zip(*results))
     return outs, (0,) * len(outs)
+
+
+def _tracked(args) -> bool:
+    """Whether autograd (reverse or forward mode) at this level follows any argument:
+    then the per-example calls of the Function keep the history; the batched
+    evaluation does not."""
+    if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args):
+        return True
+    # inside a forward_ad.dual_level() any argument may carry a tangent
+    return torch.autograd.forward_ad._current_level >= 0
 
 
 def _example(args, dims):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 
 import numpy as np
 import torch
@@ -107,7 +108,7 @@ def n_out(s) -> int:
 
 def class_dim(x) -> int:
     """PyTorch's class dimension: 1, or 0 for an unbatched ``(C,)`` input."""
-    return 0 if x.dim() == 1 else 1
+    return class_dim_of(x.dim())
 
 
 def out_meta(s, args):
@@ -294,6 +295,26 @@ def _fast_value(s, args):
     return None
 
 
+def mean_denominator(kind, x, t, w, ignore_index, batch_dims=0):
+    """PyTorch's 'mean' denominator, per example when the first ``batch_dims`` dims are a batch:
+    Σ weight[target] (or the count) over non-ignored samples for class indices, the
+    number of per-sample losses for probabilities, the element count for the BCEs."""
+    keep = tuple(range(batch_dims, t.dim()))
+    if kind in ("ce", "nll") and not _is_prob(t):
+        valid = t != ignore_index
+        if w is None:
+            return valid.sum(dim=keep, dtype=torch.float64) if keep else valid.double()
+        wy = torch.where(valid, w[torch.where(valid, t, torch.zeros_like(t))], torch.zeros((), dtype=w.dtype))
+        return wy.sum(dim=keep, dtype=torch.float64) if keep else wy.double()
+    ex = x.shape[batch_dims:]
+    n = math.prod(ex) // (ex[class_dim_of(len(ex))] if kind == "ce" else 1)
+    return torch.full(x.shape[:batch_dims], float(n), dtype=torch.float64)
+
+
+def class_dim_of(ndim: int) -> int:
+    return 0 if ndim == 1 else 1
+
+
 def _mean_of_nothing(base, x, t, w, tangent):
     """PyTorch's forward AD divides the tangent by the 'mean' denominator even
     when that is 0 (all targets ignored, zero total weight, empty input): the
@@ -301,12 +322,77 @@ def _mean_of_nothing(base, x, t, w, tangent):
     The library's gradient keeps 0 there; mirror PyTorch's tangent."""
     if base[2] != "mean":
         return tangent
-    if base[1] in ("ce", "nll") and not _is_prob(t):
-        valid = t != base[3]
-        total = w[t[valid]].sum() if w is not None else valid.sum()
-    else:
-        total = x.numel() // (x.shape[class_dim(x)] if base[1] == "ce" else 1)
+    total = mean_denominator(base[1], x, t, w, base[3])
     return tangent / 0.0 if bool(total == 0) else tangent
+
+
+# ---------------------------------------------------------------------------------------------
+# vmap: a whole batch of examples in one kernel call
+# ---------------------------------------------------------------------------------------------
+
+_X_ONLY = (True, False, False, False)
+
+
+def batched_value(s, args, dims, batch_size):
+    """Outputs of spec ``s`` for every example of a vmap batch, stacked on dim 0, or
+    ``None`` where only the per-example loop applies.
+
+    Handles the loss and its input VJP (vmap of the loss, per-example gradients)
+    with the weights shared: the examples' samples are folded into one batch of
+    per-sample losses (``reduction='none'``, one kernel call), then reduced per
+    example as PyTorch reduces (sum, or divided by :func:`mean_denominator`).
+    """
+    if s[0] == "loss":
+        base, ct = s, None
+    elif s[0] == "vjp" and s[1][0] == "loss" and s[2] == _X_ONLY:
+        base = s[1]
+        ct = args[4] if dims[4] is None else args[4].movedim(dims[4], 0)
+        if dims[4] is None:
+            ct = ct.expand(batch_size, *ct.shape)
+    else:
+        return None
+    x, t, w, pw = args[:4]
+    if dims[2] is not None or dims[3] is not None:
+        return None
+    kind, reduction, ignore_index = base[1], base[2], base[3]
+    X = x.movedim(dims[0], 0) if dims[0] is not None else x.expand(batch_size, *x.shape)
+    T = t.movedim(dims[1], 0) if dims[1] is not None else t.expand(batch_size, *t.shape)
+    ex = tuple(X.shape[1:])
+    if kind in ("ce", "nll") and len(ex) > 1:
+        # (B, N, C, d...) -> (B·N, C, d...): the examples' samples side by side
+        Xf, Tf = X.reshape(-1, *ex[1:]), T.reshape(-1, *T.shape[2:])
+    else:
+        Xf, Tf = X, T  # (B, C) with class dim 1 for unbatched examples; elementwise for the BCEs
+    per_sample = (batch_size, *(ex[:class_dim_of(len(ex))] + ex[class_dim_of(len(ex)) + 1:])) \
+        if kind in ("ce", "nll") else (batch_size, *ex)
+    need_grad = base[7] or ct is not None
+    cdtype = _DTYPES[base[5]]
+    if need_grad:
+        if reduction == "none":
+            go = torch.ones(per_sample, dtype=cdtype, device=x.device) if ct is None else ct.to(cdtype)
+        else:
+            scale = torch.ones(batch_size, dtype=torch.float64) if ct is None else ct.double().reshape(batch_size)
+            if reduction == "mean":
+                den = mean_denominator(kind, X, T, w, ignore_index, batch_dims=1)
+                # the library keeps a zero divisor from turning the zero gradient into 0/0
+                scale = scale / torch.where(den == 0, torch.ones_like(den), den)
+            go = scale.to(cdtype).reshape(batch_size, *[1] * (len(per_sample) - 1)).expand(per_sample)
+        go = go.reshape(per_sample) if Xf is X else go.reshape(-1, *per_sample[2:])
+    else:
+        go = None
+    none = base[:2] + ("none",) + base[3:]
+    loss, g = _loss_and_grad(none, Xf, Tf, w, pw, need_grad, go)
+    if ct is not None:
+        return (g.reshape(X.shape),)
+    loss = loss.reshape(per_sample)
+    if reduction != "none":
+        # (an empty dim tuple would sum over everything)
+        total = loss.double() if loss.dim() == 1 else loss.sum(dim=tuple(range(1, loss.dim())), dtype=torch.float64)
+        if reduction == "mean":
+            total = total / mean_denominator(kind, X, T, w, ignore_index, batch_dims=1)
+        loss = total.to(loss.dtype)
+    grad = g.reshape(X.shape) if need_grad else X.new_empty((batch_size, 0))
+    return loss, grad
 
 
 def _leaf(a):
