@@ -13,7 +13,14 @@ Run from the repository root::
 Each row times, interleaved round by round and reported as medians:
 
 ``step``      forward + ``.backward()`` of the loss on a leaf (the training step);
-``forward``   the loss under ``torch.no_grad()``.
+``forward``   the loss under ``torch.no_grad()``;
+``vmap(grad)`` per-example gradients ``torch.func.vmap(torch.func.grad(loss))``
+              (cross-entropy, one row per example);
+``double``    ``autograd.grad(create_graph=True)`` then a second backward
+              (cross-entropy).  The base adapter (before issue 8) can do neither.
+
+Shapes ``N×C`` are logits and class-index targets; ``N×C×H×W`` the channels-first
+(segmentation) layout.
 
 Ratios are ours over torch (and base over torch).  The table goes to stdout;
 ``--out FILE`` also writes CSV.
@@ -28,6 +35,7 @@ import sys
 import time
 
 SHAPES = [(8, 10), (8, 1000), (256, 1000), (4096, 1000)]
+KDIM = (8, 21, 64, 64)
 
 
 def _timer(fn, number):
@@ -37,7 +45,7 @@ def _timer(fn, number):
     return (time.perf_counter() - t0) / number
 
 
-def measure(variants, rounds, budget_s=0.2):
+def measure(variants, rounds, budget_s=1.5):
     """Median seconds per call of each variant, interleaved round by round."""
     for fn in variants.values():  # warm-up (and numba compilation)
         fn()
@@ -66,6 +74,43 @@ def rows(quick=False, base=None):
     rounds = 5 if quick else 15
     torch.manual_seed(0)
     out = []
+
+    def add(loss, shape, mode, variants):
+        med = measure(variants, rounds)
+        row = {"loss": loss, "shape": shape, "mode": mode,
+               **{f"{k}_us": med.get(k, float("nan")) * 1e6 for k in impls},
+               "ours_over_torch": med["ours"] / med["torch"]}
+        if "base" in impls:
+            row["base_over_torch"] = med.get("base", float("nan")) / med["torch"]
+            row["ours_over_base"] = med["ours"] / med.get("base", float("nan"))
+        out.append(row)
+
+    # channels-first cross-entropy, training step
+    xk = torch.randn(*KDIM, requires_grad=True)
+    tk = torch.randint(0, KDIM[1], (KDIM[0], *KDIM[2:]))
+
+    def kstep(mod):
+        def run():
+            xk.grad = None
+            mod.cross_entropy(xk, tk).backward()
+        return run
+
+    add("cross_entropy", "x".join(map(str, KDIM)), "step", {k: kstep(m) for k, m in impls.items()})
+    # per-example gradients and double backward
+    xv, tv = torch.randn(64, 10), torch.randint(0, 10, (64,))
+    add("cross_entropy", "64x10", "vmap(grad)",
+        {k: (lambda m=m: torch.func.vmap(torch.func.grad(lambda z, y: m.cross_entropy(z, y)))(xv, tv))
+         for k, m in impls.items() if k != "base"})
+    xd = torch.randn(256, 100, requires_grad=True)
+    td = torch.randint(0, 100, (256,))
+
+    def double(mod):
+        def run():
+            (g,) = torch.autograd.grad(mod.cross_entropy(xd, td), xd, create_graph=True)
+            torch.autograd.grad(g.pow(2).sum(), xd)
+        return run
+
+    add("cross_entropy", "256x100", "double", {k: double(m) for k, m in impls.items() if k != "base"})
     for loss in ("cross_entropy", "binary_cross_entropy_with_logits"):
         for n, c in SHAPES:
             x = torch.randn(n, c)
@@ -85,14 +130,7 @@ def rows(quick=False, base=None):
                 return run
 
             for mode, make in (("step", step), ("forward", fwd)):
-                med = measure({k: make(m) for k, m in impls.items()}, rounds)
-                row = {"loss": loss, "shape": f"{n}x{c}", "mode": mode,
-                       **{f"{k}_us": med[k] * 1e6 for k in impls},
-                       "ours_over_torch": med["ours"] / med["torch"]}
-                if "base" in impls:
-                    row["base_over_torch"] = med["base"] / med["torch"]
-                    row["ours_over_base"] = med["ours"] / med["base"]
-                out.append(row)
+                add(loss, f"{n}x{c}", mode, {k: make(m) for k, m in impls.items()})
     return out
 
 
