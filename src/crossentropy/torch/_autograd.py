@@ -1,4 +1,4 @@
-"""The autograd wiring of the torch adapter: one ``autograd.Function`` per role.
+"""The autograd wiring of the torch adapter.
 
 ``_Loss`` computes ``(loss, input gradient)`` in one call of the library (the
 fast CPU kernels for float32/float64); its backward is ``gradient × incoming
@@ -13,14 +13,17 @@ Why this works under every transform: ``torch.func`` (``grad``, ``jvp``,
 ``jacrev``, ``jacfwd``, ``hessian``) runs an ``autograd.Function``'s forward on
 the unwrapped tensors of the level below, so the forward always sees plain
 tensors whose values the library can read and validate; ``vmap`` calls the
-``vmap`` rule below, which also works on plain tensors (one call per batch
-entry); forward-mode AD (``torch.autograd.forward_ad``) calls ``jvp``.
+Functions' ``vmap`` rules, which work on plain tensors too (one batched kernel
+call where that applies, else one call per example); forward-mode AD calls
+``jvp``; the legacy ``torch._vmap_internals.vmap`` of gradcheck's batched checks
+is handled by linearity (below).
 
 ``torch.compile``: Dynamo cannot trace a Function that defines ``jvp``, nor the
-library's value-reading code, so while compiling the ``C`` variants are used:
-no ``jvp``, and a forward that calls the opaque custom operator
-``crossentropy::evaluate`` (with a shape-only fake implementation), which keeps
-``fullgraph=True`` working.
+library's value-reading code.  While it traces, the loss is therefore the
+opaque custom operator ``crossentropy::evaluate`` (shape-only fake
+implementation, so ``fullgraph=True`` works) with the same backward formulas
+registered as its autograd; under a ``torch.func`` transform the eager
+Functions run (see :func:`_compiling`).
 """
 
 from __future__ import annotations
