@@ -293,15 +293,38 @@ class _Loss(_Fast):
 
 # The Functions run while compiling only under a functorch transform, where
 # Dynamo falls back to eager; it would still trace into the library's
-# value-reading code frame by frame (slowly, with a graph break at each read).
-@torch.compiler.disable
-def _loss_forward(spec, x, t, w, pw):
+# value-reading code frame by frame (slowly, with a graph break at each read),
+# so there the forwards are hidden from it with torch.compiler.disable.  The
+# wrappers are made on first use: creating one imports torch._dynamo (and with
+# it triton, when installed), which importing this module must not do.
+_HIDDEN: dict = {}
+
+
+def _hidden(fn):
+    h = _HIDDEN.get(fn)
+    if h is None:
+        h = _HIDDEN[fn] = torch.compiler.disable(fn)
+    return h
+
+
+def _loss_forward_impl(spec, x, t, w, pw):
     return loss_value(decode(spec), x, t, w, pw)
 
 
-@torch.compiler.disable
-def _lifted_forward(spec, args):
+def _lifted_forward_impl(spec, args):
     return value(decode(spec), args)
+
+
+def _loss_forward(spec, x, t, w, pw):
+    if torch.compiler.is_compiling():
+        return _hidden(_loss_forward_impl)(spec, x, t, w, pw)
+    return _loss_forward_impl(spec, x, t, w, pw)
+
+
+def _lifted_forward(spec, args):
+    if torch.compiler.is_compiling():
+        return _hidden(_lifted_forward_impl)(spec, args)
+    return _lifted_forward_impl(spec, args)
 
 
 def _apply_loss_pair(spec, x, t, w, pw):
