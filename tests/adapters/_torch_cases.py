@@ -5,10 +5,8 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 import crossentropy.torch as ct
-from crossentropy.torch import functional as cf
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 

@@ -39,6 +39,32 @@ def torch_table():
     print()
 
 
+def torch_autodiff_table():
+    """Autodiff modes × losses: max |ours − torch| over the cases of each loss (float64)."""
+    import _torch_autodiff_cases as ac
+
+    families = ["cross_entropy (index)", "cross_entropy (prob)", "nll_loss", "binary_cross_entropy",
+                "bce_with_logits"]
+    print("### crossentropy.torch vs torch.nn.functional in every autodiff mode (float64, max |Δ|)\n")
+    print("| mode | " + " | ".join(families) + " |\n|---|" + "---|" * len(families))
+    for mode in ac.MODES:
+        cells = []
+        for fam in families:
+            names = [c for c in ac.CASES if ac.family(ac.CASES[c]) == fam and ac.applies(mode, c)]
+            worst, raised = None, 0
+            for name in names:
+                try:
+                    d, _ = ac.compare(mode, name)
+                except ac.BothRaise:
+                    raised += 1
+                    continue
+                worst = d if worst is None else max(worst, d)
+            cell = "n/a" if not names else fmt(worst) if worst is not None else "raises, as torch"
+            cells.append(cell + (f" ({len(names)})" if names else ""))
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print()
+
+
 def keras_table():
     import _keras_cases as kc
 
@@ -77,8 +103,10 @@ def sklearn_table():
     print()
 
 
+TABLES = {"torch": torch_table, "torch-autodiff": torch_autodiff_table, "keras": lambda: keras_table(),
+          "jax": lambda: jax_table(), "sklearn": lambda: sklearn_table()}
+
 if __name__ == "__main__":
-    torch_table()
-    keras_table()
-    jax_table()
-    sklearn_table()
+    # python tests/adapters/report.py [table ...]   (default: every table)
+    for name in sys.argv[1:] or list(TABLES):
+        TABLES[name]()

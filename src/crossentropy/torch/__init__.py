@@ -17,6 +17,16 @@ import and nothing else changes::
 >>> print(loss.detach(), x.grad)
 tensor(0.4823) tensor([[-0.2279,  0.2262,  0.0018]])
 
+Every autodiff entry point of PyTorch works and gives PyTorch's numbers:
+``backward``, ``create_graph=True`` (double backward, gradient penalties),
+``torch.autograd.functional``, forward-mode AD, every ``torch.func`` transform
+(``grad``, ``vmap``, ``jacrev``, ``jacfwd``, ``hessian``) and ``torch.compile``
+(see ``docs/adapters.md``):
+
+>>> h = torch.func.hessian(lambda z: CrossEntropyLoss()(z, torch.tensor([0])))(x.detach())
+>>> print(h.shape, torch.allclose(h, torch.func.hessian(lambda z: torch.nn.CrossEntropyLoss()(z, torch.tensor([0])))(x.detach())))
+torch.Size([1, 3, 1, 3]) True
+
 Importing this module imports ``torch``; importing :mod:`crossentropy`
 alone does not.
 """

@@ -3,28 +3,28 @@
 ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy`` and
 ``binary_cross_entropy_with_logits`` take exactly the arguments of their
 PyTorch namesakes (same names, order and defaults, legacy ``size_average`` /
-``reduce`` included) and return the same values and input gradients.
+``reduce`` included) and return the same values and gradients, in every
+autodiff mode of PyTorch.
 
 How it works
 ------------
-The loss and its analytic input gradient come from one call to
-:func:`crossentropy.value_and_grad` (so the library's fast NumPy kernels are
-used for CPU float32/float64 tensors, which are passed to NumPy without a
-copy; other devices run the library's reference code on the tensors
-themselves).  That call is wrapped in a PyTorch *custom operator*
-(``torch.ops.crossentropy.loss_and_grad``) with an autograd formula attached
-by :func:`torch.library.register_autograd` — PyTorch implements that as an
-``autograd.Function`` whose backward multiplies the saved gradient by the
-incoming one — and a shape-only "fake" implementation, so ``torch.compile``
-keeps the loss in its graph as one opaque node (``fullgraph=True`` works).
+One call of the library gives the loss and its analytic input gradient
+(:func:`crossentropy.value_and_grad`: the fast CPU kernels for CPU
+float32/float64 tensors, passed to NumPy without a copy; the library's
+reference code on the tensors for other devices).  The autograd wiring is in
+:mod:`crossentropy.torch._autograd`: the common training step multiplies that
+gradient by the incoming one; ``create_graph=True``, ``torch.func``
+transforms, forward-mode AD and target / weight gradients go through
+differentiable derivative functions (:mod:`crossentropy.torch._compute`), so
+every order of derivative exists; ``torch.compile`` sees one opaque operator.
 
 Half precision (float16, bfloat16) is computed in float32 and returned in the
 input's dtype, as PyTorch's own kernels accumulate in float32.
 
-When the target, ``weight`` or ``pos_weight`` itself requires a gradient (soft
-labels being learnt, say), the call runs the library's reference code on the
-tensors directly, so autograd differentiates every argument; the same happens
-for double backward, which the custom operator does not provide.
+Dtype rules are PyTorch's: a class ``weight`` must have the input's dtype
+with class-index targets; class-probability targets promote (input, target,
+weight); ``binary_cross_entropy`` wants the target in the input's dtype; the
+loss of ``binary_cross_entropy_with_logits`` has the target's dtype.
 
 Differences from PyTorch, deliberate and documented in ``docs/adapters.md``:
 errors are the library's classes (``ValueError``/``TypeError`` subclasses,
@@ -36,24 +36,19 @@ accepted for class indices (PyTorch wants int64 or uint8), and
 from __future__ import annotations
 
 import warnings
-from typing import Optional
 
-import numpy as np
 import torch
 
-from .. import (
-    binary_cross_entropy as _ce_bce,
-    binary_cross_entropy_with_logits as _ce_bcel,
-    cross_entropy as _ce_ce,
-    nll_loss as _ce_nll,
-    value_and_grad,
-)
-from .._errors import InvalidOptionError, ShapeMismatchError
+from .._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
+from ._autograd import apply_loss
+from ._compute import no_derivative_error
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
 
+_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
 _HALF = (torch.float16, torch.bfloat16)
-_FNS = {"ce": _ce_ce, "nll": _ce_nll, "bce": _ce_bce, "bcel": _ce_bcel}
+_FN_NAMES = {"ce": "cross_entropy", "nll": "nll_loss", "bce": "binary_cross_entropy",
+             "bcel": "binary_cross_entropy_with_logits"}
 
 
 def _legacy_reduction(size_average, reduce, reduction):
@@ -72,134 +67,55 @@ def _legacy_reduction(size_average, reduce, reduction):
     return ret
 
 
-def _class_dim(x) -> int:
-    return 0 if x.dim() == 1 else 1
-
-
-def _options(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction):
-    """Library options equivalent to PyTorch's arguments."""
-    if kind in ("ce", "nll"):
-        index = not (target.is_floating_point() or target.is_complex())
-        opts = {"axis": _class_dim(x), "weight": weight, "reduction": reduction,
-                "ignore_index": ignore_index if index else None}
-        if kind == "ce":
-            opts["label_smoothing"] = label_smoothing
-        return opts
-    # PyTorch's BCE weight is elementwise and its 'mean' divides by numel: the
-    # library's sample_weight with Keras's 'sum_over_batch_size' (the plain
-    # 'mean' on an empty input, where PyTorch gives 0/0 = NaN).
-    if reduction == "mean" and weight is not None and x.numel() > 0:
-        reduction = "sum_over_batch_size"
-    opts = {"sample_weight": weight, "reduction": reduction}
-    if kind == "bce":
-        opts["compat"] = "torch"  # each log clamped at -100, as PyTorch does
+def _dtypes(kind, x, t, w, pw):
+    """``(compute dtype, loss dtype)`` by PyTorch's rules; raise where PyTorch raises."""
+    name = _FN_NAMES[kind]
+    if x.dtype not in _NAMES:
+        raise InvalidDTypeError(f"{name}: input must be a floating-point tensor; got dtype {x.dtype}")
+    prob = t.is_floating_point()
+    if kind == "nll" and prob:
+        raise InvalidDTypeError(f"nll_loss: target must hold integer class indices; got dtype {t.dtype}")
+    if kind in ("ce", "nll") and not prob:
+        if w is not None and w.dtype != x.dtype:
+            raise InvalidDTypeError(
+                f"{name}: weight must have the input's dtype {x.dtype} with class-index targets; got {w.dtype}"
+            )
+        out = compute = x.dtype
+    elif kind == "ce":
+        # class probabilities: PyTorch's composite formula promotes its operands
+        out = torch.promote_types(x.dtype, t.dtype)
+        if w is not None:
+            out = torch.promote_types(out, w.dtype)
+        compute = out
+    elif kind == "bce":
+        if t.dtype != x.dtype:
+            raise InvalidDTypeError(f"binary_cross_entropy: target must have the input's dtype {x.dtype}; "
+                                    f"got {t.dtype}")
+        out = compute = x.dtype
     else:
-        opts["pos_weight"] = pos_weight
-    return opts
+        if not prob:
+            raise InvalidDTypeError(f"binary_cross_entropy_with_logits: target must be a floating-point tensor; "
+                                    f"got dtype {t.dtype}")
+        if pw is not None and pw.dtype == torch.bool:
+            raise InvalidDTypeError("binary_cross_entropy_with_logits: pos_weight must be numeric, not bool")
+        # PyTorch computes (1 - target) * input - ... in place in the target's
+        # dtype: the loss has the target's dtype.
+        compute, out = torch.promote_types(x.dtype, t.dtype), t.dtype
+    if compute in _HALF:
+        compute = torch.float32
+    return _NAMES[compute], _NAMES[out]
 
 
-def _to_numpy(t, dtype):
-    if t is None:
-        return None
-    t = t.detach()
-    if t.is_floating_point():
-        t = t.to(dtype)
-    return t.numpy()
-
-
-def _to_torch(a, like_dtype, device):
-    a = np.asarray(a)
-    if not a.flags.writeable or not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a).copy()
-    return torch.from_numpy(a).to(device=device, dtype=like_dtype)
-
-
-def _compute(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad):
-    """Loss (and input gradient) as tensors of ``x``'s dtype and device."""
-    loss, g = _compute_raw(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad)
-    if (need_grad and reduction == "mean" and kind in ("ce", "nll") and not target.is_floating_point()
-            and target.numel() > 0 and not bool((target != ignore_index).any())):
-        # Every target ignored: the mean is 0/0 = NaN, and PyTorch's gradient is 0 (not NaN).
-        g = torch.zeros_like(g)
-    return loss, g
-
-
-def _compute_raw(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad):
-    cdtype = torch.float32 if x.dtype in _HALF else x.dtype
-    opts = _options(kind, x, target, weight, pos_weight, ignore_index, label_smoothing, reduction)
-    fn = _FNS[kind]
-    if x.device.type == "cpu" and cdtype in (torch.float32, torch.float64):
-        # NumPy path: zero-copy views, picks up the library's fast CPU kernels.
-        args = (_to_numpy(x, cdtype), _to_numpy(target, cdtype))
-        for k in ("weight", "sample_weight", "pos_weight"):
-            if opts.get(k) is not None:
-                opts[k] = _to_numpy(opts[k], cdtype)
-        if need_grad:
-            loss, g = value_and_grad(fn, *args, **opts)
-            return _to_torch(loss, x.dtype, x.device), _to_torch(g, x.dtype, x.device)
-        return _to_torch(fn(*args, **opts), x.dtype, x.device), x.new_empty((0,))
-    # Tensor path (CUDA and other devices): the library's reference code on the tensors.
-    xc = x.detach().to(cdtype)
-    tc = target.detach().to(cdtype) if target.is_floating_point() else target.detach()
-    for k in ("weight", "sample_weight", "pos_weight"):
-        if opts.get(k) is not None:
-            opts[k] = opts[k].detach().to(cdtype)
-    if need_grad:
-        loss, g = value_and_grad(fn, xc, tc, **opts)
-        return loss.to(x.dtype).clone(), g.to(x.dtype).clone()
-    return fn(xc, tc, **opts).to(x.dtype).clone(), x.new_empty((0,))
-
-
-# ---------------------------------------------------------------------------------------------
-# The custom operator: one opaque node for torch.compile, with an analytic backward.
-# ---------------------------------------------------------------------------------------------
-
-_OP_NAME = "crossentropy::loss_and_grad"
-
-
-def _register_op():
-    # Guard: the module may be imported twice in one process (e.g. pytest's
-    # importlib mode); an operator can be defined only once.
-    try:
-        return torch.ops.crossentropy.loss_and_grad.default
-    except (AttributeError, RuntimeError):
-        pass
-
-    @torch.library.custom_op(_OP_NAME, mutates_args=())
-    def loss_and_grad(kind: str, input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor],
-                      pos_weight: Optional[torch.Tensor], ignore_index: int, label_smoothing: float,
-                      reduction: str, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return _compute(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction,
-                        need_grad)
-
-    @loss_and_grad.register_fake
-    def _(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction, need_grad):
-        if reduction != "none":
-            shape = ()
-        elif kind in ("ce", "nll"):
-            d = _class_dim(input)
-            shape = tuple(s for i, s in enumerate(input.shape) if i != d)
-        else:
-            shape = tuple(input.shape)
-        return input.new_empty(shape), input.new_empty(tuple(input.shape) if need_grad else (0,))
-
-    def setup_context(ctx, inputs, output):
-        kind, inp = inputs[0], inputs[1]
-        ctx.kind, ctx.reduction, ctx.class_dim = kind, inputs[7], _class_dim(inp)
-        ctx.save_for_backward(output[1])
-        ctx.mark_non_differentiable(output[1])
-
-    def backward(ctx, g_loss, _g_grad):
-        (g,) = ctx.saved_tensors
-        if ctx.reduction == "none" and ctx.kind in ("ce", "nll"):
-            g_loss = g_loss.unsqueeze(ctx.class_dim)
-        return None, g * g_loss, None, None, None, None, None, None, None
-
-    loss_and_grad.register_autograd(backward, setup_context=setup_context)
-    return torch.ops.crossentropy.loss_and_grad.default
-
-
-_OP = _register_op()
+def _autocast(kind, *tensors):
+    """Autocast's float32 policy for losses: half-precision floating operands become float32
+    (PyTorch lists these losses among the ops that autocast to float32; on CUDA it refuses
+    binary_cross_entropy, whose backward is not safe in half precision)."""
+    if kind == "bce" and tensors[0].device.type == "cuda":
+        raise InvalidDTypeError(
+            "binary_cross_entropy is unsafe to autocast (as in PyTorch): use binary_cross_entropy_with_logits, "
+            "or disable autocast for this loss"
+        )
+    return tuple(t.float() if t is not None and t.dtype in _HALF else t for t in tensors)
 
 
 def _dispatch(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction):
@@ -214,24 +130,22 @@ def _dispatch(kind, input, target, weight, pos_weight, ignore_index, label_smoot
         )
     if kind == "ce" and target.is_floating_point() and ignore_index != -100:
         raise InvalidOptionError("ignore_index is not supported for floating point (probability) targets")
+    if torch.is_autocast_enabled(input.device.type):
+        input, target, weight, pos_weight = _autocast(kind, input, target, weight, pos_weight)
+    cdtype, out_dtype = _dtypes(kind, input, target, weight, pos_weight)
     grad_on = torch.is_grad_enabled()
-    others = [t for t in (target, weight, pos_weight) if isinstance(t, torch.Tensor)]
-    if grad_on and any(t.requires_grad for t in others):
-        return _autograd_path(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction)
+    if grad_on:
+        # Where PyTorch has no derivative, say so (PyTorch raises too) rather than
+        # differentiate through formulas that PyTorch never promised.
+        if (weight is not None and weight.requires_grad
+                and not (kind == "ce" and target.is_floating_point())):
+            raise no_derivative_error(kind, "weight")
+        if pos_weight is not None and pos_weight.requires_grad:
+            raise no_derivative_error(kind, "pos_weight")
     need_grad = grad_on and input.requires_grad
-    return _OP(kind, input, target, weight, pos_weight, int(ignore_index), float(label_smoothing), reduction,
-               need_grad)[0]
-
-
-def _autograd_path(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction):
-    """Reference code on the tensors: autograd sees every operation (any argument, any order)."""
-    cdtype = torch.float32 if input.dtype in _HALF else input.dtype
-    opts = _options(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction)
-    for k in ("weight", "sample_weight", "pos_weight"):
-        if opts.get(k) is not None:
-            opts[k] = opts[k].to(cdtype)
-    t = target.to(cdtype) if target.is_floating_point() else target
-    return _FNS[kind](input.to(cdtype), t, **opts).to(input.dtype)
+    spec = (f"('loss', '{kind}', '{reduction}', {int(ignore_index)}, {float(label_smoothing)!r}, "
+            f"'{cdtype}', '{out_dtype}', {need_grad})")
+    return apply_loss(spec, input, target, weight, pos_weight)
 
 
 # ---------------------------------------------------------------------------------------------
