@@ -511,40 +511,20 @@ def _loss_vjp_graph(base, mask, args, create):
     return tuple(outs)
 
 
-# The core writes 0·log 0 = 0 as where(a == 0, 0, a·log p), whose derivative
-# w.r.t. the coefficient a is 0 at a = 0 instead of log p.  The two functions
-# below therefore never differentiate at a zero coefficient; they use that
-# every loss here is affine in its target and linear in its class weight.
+# The core guards 0·log p only where log p is not finite, so autograd of the
+# reference gives ∂L/∂t = −w log p and ∂L/∂w = −t log p at zero coefficients too.
 
 def _target_vjp(base, fn, xc, tc, opts, cc, create):
-    """∂L/∂target · c.  L is affine in the target, so its gradient is the same at
-    every target: take it at t° = ½ (a valid target with no zero coefficient)."""
-    t0 = torch.full_like(tc, 0.5).requires_grad_()
-    w = opts.get("weight")
-    if base[1] == "ce" and w is not None:
-        # Linear in the class weight too: L(w) = L(w + s) − L(s) with s = 1 where
-        # w = 0 (else 0), so that no class weight is 0 where it is differentiated.
-        s = (w.detach() == 0).to(w.dtype)
-        loss = fn(xc, t0, **dict(opts, weight=w + s)) - fn(xc, t0, **dict(opts, weight=s))
-    else:
-        loss = fn(xc, t0, **opts)
+    """∂L/∂target · c, by autograd of the library's reference code on the tensors."""
+    t0 = tc.detach().requires_grad_()
+    loss = fn(xc, t0, **opts)
     (g,) = torch.autograd.grad(loss, t0, cc.to(loss.dtype), create_graph=create)
     return g
 
 
 def _weight_vjp(base, fn, xc, tc, opts, cc, create):
-    """∂L/∂weight · c for probability targets.  L is linear in the weight: take
-    the gradient at w° = 1 (its value there is exact)."""
-    w0 = torch.ones_like(opts["weight"]).requires_grad_()
+    """∂L/∂weight · c for probability targets, by autograd of the library's reference code."""
+    w0 = opts["weight"].detach().requires_grad_()
     loss = fn(xc, tc, **dict(opts, weight=w0))
-    if not opts.get("label_smoothing") and bool((tc.detach() == 0).any()):
-        # That gradient's own derivative w.r.t. a target entry equal to 0 is lost
-        # (coefficient 0); add a term whose value is 0 and whose derivative is the
-        # missing one: L(u) − L(u.detach()) with u = t + ½ at those entries, 0 elsewhere.
-        zero = tc.detach() == 0
-        u = torch.where(zero, tc + 0.5, torch.zeros_like(tc))
-        lu = fn(xc, u, **dict(opts, weight=w0))
-        lu0 = fn(xc, u.detach(), **dict(opts, weight=w0))
-        loss = loss + torch.where(torch.isfinite(lu0), lu - lu0, torch.zeros_like(lu))
     (g,) = torch.autograd.grad(loss, w0, cc.to(loss.dtype), create_graph=create)
     return g
