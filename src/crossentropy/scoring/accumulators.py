@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .bootstrap import ReplicateSums, paired_p_value, percentile_interval
+from .bootstrap import ReplicateSums, percentile_interval
 from .exact import ExactSums
 from .roc import MemoryBudget, RocTable
 
@@ -881,27 +881,6 @@ def _exp(x: float) -> float:
         return math.exp(x)
     except OverflowError:
         return math.inf
-
-
-def compare_intervals(reference: ScoreAccumulator, other: ScoreAccumulator) -> dict:
-    """Paired bootstrap of ``other − reference``: CI and p-value of each headline difference.
-
-    Both accumulators must have bootstrapped the same rows with the same seed
-    and replicates: the weights are then the same per row, so the replicate
-    differences are paired.
-    """
-    ra, rb = reference.boot.replicates(), other.boot.replicates()
-    lvl = reference.spec.ci
-    ref, oth = reference.finalize(), other.finalize()
-    out = {}
-    for key, name in (("loss", "cross_entropy_nats"), ("hit", "accuracy"), ("brier", "brier")):
-        va = ref["cross_entropy"]["nats"] if key == "loss" else ref[name]
-        vb = oth["cross_entropy"]["nats"] if key == "loss" else oth[name]
-        diff = vb - va
-        d = rb[key] - ra[key]
-        lo, hi = percentile_interval(d, lvl)
-        out[name] = {"difference": diff, "ci": [lo, hi], "p_value": paired_p_value(d, diff)}
-    return out
 
 
 class SlicedAccumulator:

@@ -173,7 +173,7 @@ class CsvReader:
         """``(first line number, bytes)`` of consecutive blocks of whole lines."""
         size = self._block_bytes()
         buf = b""
-        line = self.first_data_line + 1
+        line = self.first_data_line
         eof = False
         while True:
             while not eof and len(buf) < size:
@@ -212,7 +212,7 @@ class CsvReader:
                 break
             want *= 4
         block = data if len(data) < want else data[:_safe_cut(data)]
-        rows, lines = self._python_rows(block, self.first_data_line + 1, limit=n)
+        rows, lines = self._python_rows(block, self.first_data_line, limit=n)
         cols = list(zip(*rows)) if rows else [()] * len(self.names)
         out, self.head_types = {}, {}
         for name, col in zip(self.names, cols):
