@@ -46,7 +46,7 @@ import numpy as np
 
 from .accumulators import Batch
 from .errors import PredictionFileError
-from .readers._base import Coded, RawChunk
+from .readers._base import MISSING, NUMBER, Coded, RawChunk
 
 __all__ = ["Layout", "LayoutOptions", "detect_layout", "Decoder", "LABEL_NAMES", "WEIGHT_NAMES"]
 
@@ -245,7 +245,19 @@ def _sample_scores(path, head, columns, is_list):
     if is_list:
         a = head.columns[columns[0]]
         if not _is_list(a):
-            raise _err(path, "the list column holds rows of different lengths or non-numbers", column=columns[0])
+            k = None
+            for i, v in enumerate(a):
+                if not isinstance(v, (list, tuple)):
+                    raise _err(path, "is missing" if v is None else f"expected a list of numbers, found {v!r}",
+                               column=columns[0], **head.where(i))
+                k = len(v) if k is None else k
+                if len(v) != k:
+                    raise _err(path, f"the list has {len(v)} values, expected {k}", column=columns[0],
+                               **head.where(i))
+                for x in v:
+                    if isinstance(x, bool) or not isinstance(x, (int, float)):
+                        raise _err(path, f"{x!r} in the list is not a number", column=columns[0], **head.where(i))
+            raise _err(path, "the list column holds values that are not numbers", column=columns[0])
         return a.astype(np.float64)
     cols = []
     for c in columns:
@@ -253,23 +265,30 @@ def _sample_scores(path, head, columns, is_list):
         if _is_list(a):
             raise _err(path, "a list column cannot be one of several prediction columns", column=c)
         if not _is_numeric(a):
-            bad = _first_non_number(a)
-            raise _err(path, f"{bad!r} is not a number" if bad not in ("", None) else "a value is missing",
-                       column=c)
+            i, bad = _first_non_number(a)
+            what = "missing key" if bad is MISSING else "is missing" if bad is None or (
+                isinstance(bad, str) and not bad.strip()) else f"{bad!r} is not a number"
+            raise _err(path, what, column=c, **head.where(i))
         cols.append(a.astype(np.float64))
     return np.stack(cols, axis=1) if cols else np.empty((0, 0))
 
 
 def _first_non_number(a):
-    vals = a.values if isinstance(a, Coded) else list(a)
-    for v in vals:
+    """``(row, value)`` of the first value of a raw column that is not a number."""
+    vals = a.values if isinstance(a, Coded) else None
+    seq = (vals[c] for c in a.codes) if isinstance(a, Coded) else iter(a)
+    for i, v in enumerate(seq):
+        if v is None or v is MISSING or isinstance(v, (bool, np.bool_, list, dict)):
+            return i, v
+        if isinstance(v, str):
+            if NUMBER.fullmatch(v) is None:
+                return i, v
+            continue
         try:
-            if isinstance(v, (bool, np.bool_)) or v is None:
-                return v
             float(v)
-        except (TypeError, ValueError):
-            return v
-    return None
+        except (TypeError, ValueError, OverflowError):
+            return i, v
+    return 0, None
 
 
 def detect_layout(path, fmt, names, head: RawChunk, opts: LayoutOptions):
@@ -315,6 +334,10 @@ def detect_layout(path, fmt, names, head: RawChunk, opts: LayoutOptions):
     binary = k == 1
     col_names = [columns[0]] * k if is_list else list(columns)
     n_head = head.n
+    nan = np.isnan(x)
+    if nan.any():
+        i, j = (int(t) for t in np.argwhere(nan)[0])
+        raise _err(path, "value is NaN", column=col_names[j], **head.where(i))
     # -- probabilities or logits: the values decide -----------------------------------
     finite = np.isfinite(x)
     inside = bool(np.all((x[finite] >= 0.0) & (x[finite] <= 1.0))) and bool(finite.all())
@@ -570,7 +593,10 @@ class Decoder:
         elif lay.binary:
             if lay.positive is None:
                 msg = f"label {shown!r} is not a class of this binary task (expected 0/1, true/false or yes/no"
-                msg += "; if it names the positive class, pass --positive " + _shell(shown) + ")"
+                if NUMBER.fullmatch(shown):
+                    msg += ")"
+                else:
+                    msg += "; if it names the positive class, pass --positive " + _shell(shown) + ")"
             else:
                 msg = (f"label {shown!r} is a third value: the binary task has {lay.positive!r} (class 1) and "
                        f"{self._neg!r} (class 0)")

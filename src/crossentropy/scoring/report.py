@@ -79,7 +79,13 @@ def pct(x) -> str:
 
 
 def _big_exp(log10: float) -> str:
-    """``10^log10`` written out when it overflows a double (``≈2.5119e+400``)."""
+    """``10^log10`` written out when it overflows a double.
+
+    >>> _big_exp(400.4), _big_exp(4.3e307)
+    ('≈2.5119e+400', '≈10^4.3e+307')
+    """
+    if log10 >= 1e15:  # the mantissa is lost in the exponent's rounding
+        return f"≈10^{log10:.4g}"
     e = math.floor(log10)
     return f"≈{10 ** (log10 - e):.4f}e+{e}"
 

@@ -29,10 +29,20 @@ import numpy as np
 
 from ..errors import PredictionFileError
 
-__all__ = ["RawChunk", "Coded", "NUMBER", "INTEGER", "parse_floats", "factorize", "check_names", "HEAD_ROWS",
+__all__ = ["MISSING", "RawChunk", "Coded", "NUMBER", "INTEGER", "parse_floats", "factorize", "check_names", "HEAD_ROWS",
            "default_chunk_rows"]
 
 HEAD_ROWS = 1000  # the fixed sample that layout detection looks at
+
+
+class _Missing:
+    """A key absent from a JSON object (in the detection sample)."""
+
+    def __repr__(self):
+        return "<missing key>"
+
+
+MISSING = _Missing()
 NUMBER = re.compile(r"[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)[ \t]*",
                     re.IGNORECASE)
 INTEGER = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*")

@@ -16,13 +16,13 @@ import json
 import numpy as np
 
 from ..errors import PredictionFileError
-from ._base import HEAD_ROWS, RawChunk, check_names, factorize
+from ._base import HEAD_ROWS, MISSING, RawChunk, check_names, factorize
 from ._source import ByteSource, CorruptStream
 
 __all__ = ["JsonlReader"]
 
 _BLOCK = 1 << 22
-_MISSING = object()
+_MISSING = MISSING
 
 
 def _is_number(v) -> bool:
@@ -153,7 +153,7 @@ class JsonlReader:
                 except OverflowError:
                     pass
             arr = np.empty(len(vals), dtype=object)
-            arr[:] = [None if v is _MISSING else v for v in vals]
+            arr[:] = vals
             cols[name] = arr
         return RawChunk(cols, 0, len(items), np.array([ln for ln, _ in items], dtype=np.int64))
 
