@@ -480,19 +480,17 @@ class Calibration:
         self.c_weight = ExactSums(g) if self.weighted else None
 
     def bin(self, v):
-        """``searchsorted(inner_edges, v, side='left')``, by arithmetic (a binary search per value is slow)."""
+        """``searchsorted(inner_edges, v, side='left')``: by arithmetic, exact searches only near edges."""
         v = np.asarray(v)
-        b = np.ceil(v * self.nb).astype(np.intp)
-        b -= 1
-        np.clip(b, 0, self.nb - 1, out=b)
-        # v·nb rounds: move by one bin where the exact comparison with the edge disagrees.
-        edges = np.linspace(0.0, 1.0, self.nb + 1)
-        up = v > edges[b + 1]
-        up &= b < self.nb - 1
-        down = v <= edges[b]
-        down &= b > 0
-        b += up
-        b -= down
+        t = v * self.nb
+        b = t.astype(np.intp)  # floor: every value is >= 0
+        # Only where v·nb is within a few ulps of a whole number can the product's
+        # rounding (or a value on an edge, which goes to the lower bin) misplace it.
+        near = np.abs(t - np.rint(t)) <= 8e-16 * self.nb
+        np.minimum(b, self.nb - 1, out=b)
+        if near.any():
+            idx = np.flatnonzero(near)
+            b.flat[idx] = np.searchsorted(self.inner, v.flat[idx], side="left")
         return b
 
     def update(self, r: RowMetrics, w) -> None:

@@ -68,8 +68,8 @@ def split_exact(values: np.ndarray):
     np.maximum(e, 1, out=e)  # subnormals: M·2^(1-1075)
     hi = (m >> np.uint64(_HALF)).astype(np.float64)
     lo = (m & np.uint64(_MASK)).astype(np.float64)
-    neg = np.signbit(x)
-    if neg.any():
+    if bits.max() >> np.uint64(63):  # some value has its sign bit set
+        neg = np.signbit(x)
         np.negative(hi, out=hi, where=neg)
         np.negative(lo, out=lo, where=neg)
     return e, hi, lo

@@ -20,7 +20,7 @@ that: for the positives and for the negatives, sorted runs of the distinct
   is the same bits for any chunking, partitioning or merge order.
 * **Bounded memory.**  Each chunk becomes a sorted run; runs are merged
   (compacted) as they accumulate, and when the in-memory entries exceed the
-  budget (``CROSSENTROPY_ROC_MEMORY`` bytes, default 64 MiB, shared by every
+  budget (``CROSSENTROPY_ROC_MEMORY`` bytes, default 48 MiB, shared by every
   table of a report) the largest table's compacted run is spilled to a
   temporary ``.npy`` file.  The final pass merges the runs range by range
   (split points from the runs' own quantiles), reading each spilled run
@@ -55,7 +55,7 @@ from .exact import ExactSums, exact_ratio
 
 __all__ = ["RocTable", "MemoryBudget", "default_budget"]
 
-_DEFAULT_BYTES = 64 << 20
+_DEFAULT_BYTES = 48 << 20
 _MAX_RUNS = 64  # in-memory runs per side before they are compacted into one
 _CURVE_POINTS = 200  # points kept for the plotted ROC curve
 
@@ -246,6 +246,7 @@ class RocTable:
         self.budget = budget if budget is not None else default_budget()
         self.budget.tables.add(self)
         self.runs: tuple = ([], [])  # positives, negatives
+        self._mem = 0  # bytes of the in-memory runs
 
     def __getstate__(self):
         for side in self.runs:
@@ -258,9 +259,13 @@ class RocTable:
         self.runs = state["runs"]
         self.budget = default_budget()
         self.budget.tables.add(self)
+        self._recount()
+
+    def _recount(self) -> None:
+        self._mem = sum(r.nbytes() for side in self.runs for r in side)
 
     def nbytes_in_memory(self) -> int:
-        return sum(r.nbytes() for side in self.runs for r in side)
+        return self._mem
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -274,13 +279,17 @@ class RocTable:
             keep = w != 0.0  # a row of weight 0 adds nothing to any count
             for side, m in enumerate((pos & keep, ~pos & keep)):
                 if m.any():
-                    self.runs[side].append(_canonical(keys[m], w[m]))
+                    run = _canonical(keys[m], w[m])
+                    self.runs[side].append(run)
+                    self._mem += run.nbytes()
         else:
             if weights is not None:
                 raise ValueError("this ROC table is unweighted")
             for side, m in enumerate((pos, ~pos)):
                 if m.any():
-                    self.runs[side].append(_canonical(keys[m]))
+                    run = _canonical(keys[m])
+                    self.runs[side].append(run)
+                    self._mem += run.nbytes()
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
@@ -289,6 +298,7 @@ class RocTable:
             if len(mem) > _MAX_RUNS:
                 merged = _merge_runs(mem)
                 side[:] = [r for r in side if r.path is not None] + [merged]
+                self._recount()
         self.budget.enforce()
 
     def spill(self) -> None:
@@ -301,6 +311,7 @@ class RocTable:
             merged = _merge_runs(mem) if len(mem) > 1 else mem[0]
             merged.spill(self.budget.spill_dir())
             side[:] = on_disk + [merged]
+        self._mem = 0
 
     def merge(self, other: "RocTable") -> None:
         if other.weighted != self.weighted:
@@ -308,15 +319,17 @@ class RocTable:
         for mine, theirs in zip(self.runs, other.runs):
             mine.extend(theirs)
             theirs.clear()
+        self._recount()
+        other._mem = 0
         self._maybe_compact()
 
     # -- reading ------------------------------------------------------------------------
 
     def _ranges(self):
-        """Key ranges ``[lo, hi)`` each holding about a quarter of the budget's worth of entries."""
+        """Key ranges ``[lo, hi)`` of about ``budget / 32`` entries each (their merge needs ~24 bytes an entry)."""
         runs = self.runs[0] + self.runs[1]
         total = sum(r.n for r in runs)
-        per = max(self.budget.nbytes // 128, 1 << 14)
+        per = max(self.budget.nbytes // 32, 1 << 14)
         if total <= per:
             return [(None, None)]
         samples = [np.asarray(r.arrays()[0][::max(r.n // 256, 1)]) for r in runs]
@@ -386,14 +399,15 @@ class _Curve:
     def add(self, kp, cp, kn, cn) -> None:
         if not (self.P and self.N) or (kp.size == 0 and kn.size == 0):
             return
-        keys = np.union1d(kp, kn)
-        p = np.zeros(keys.size)
-        q = np.zeros(keys.size)
-        p[np.searchsorted(keys, kp)] = cp
-        q[np.searchsorted(keys, kn)] = cn
+        # Thresholds: about _CURVE_POINTS keys of each class in this range (the plot needs no more).
+        sp = max(kp.size // _CURVE_POINTS, 1)
+        sn = max(kn.size // _CURVE_POINTS, 1)
+        t = np.unique(np.concatenate((kp[::sp], kp[-1:], kn[::sn], kn[-1:])))
+        cpos = np.concatenate(([0.0], np.cumsum(cp, dtype=np.float64)))
+        cneg = np.concatenate(([0.0], np.cumsum(cn, dtype=np.float64)))
         # Raising the threshold past each value moves its rows to the negative side.
-        tp = self.tp_above - np.cumsum(p)
-        fp = self.fp_above - np.cumsum(q)
+        tp = self.tp_above - cpos[np.searchsorted(kp, t, side="right")]
+        fp = self.fp_above - cneg[np.searchsorted(kn, t, side="right")]
         fpr, tpr = fp / self.N, tp / self.P
         # The curve only moves left and down, so 2 - fpr - tpr grows along it: keep
         # the first point of every step of 1/_CURVE_POINTS of that length.
@@ -402,7 +416,7 @@ class _Curve:
         self.pts.extend(zip(fpr[keep].tolist(), tpr[keep].tolist()))
         if keep.size:
             self.bucket = bucket[keep[-1]]
-        self.tp_above, self.fp_above = tp[-1], fp[-1]
+        self.tp_above, self.fp_above = self.tp_above - cpos[-1], self.fp_above - cneg[-1]
 
     def points(self) -> dict:
         pts = list(self.pts)

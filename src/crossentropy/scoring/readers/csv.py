@@ -70,6 +70,47 @@ def sniff_delimiter(lines: list) -> str:
     return best
 
 
+_SENTINEL = "\u2063crossentropy-end-of-file\u2063"
+
+
+def _with_sentinel(lines):
+    """The lines, then one line that only an open quoted field would swallow."""
+    yield from lines
+    yield _SENTINEL + "\n"
+
+
+def _decoded_lines(reader, pending: bytes, line0: int):
+    """Text lines of ``pending`` and the rest of the source, decoded incrementally as UTF-8."""
+    import codecs
+
+    dec = codecs.getincrementaldecoder("utf-8")()
+    line = line0
+    buf = pending
+    while True:
+        try:
+            more = reader.source.read(1 << 20)
+        except CorruptStream as e:
+            raise PredictionFileError(reader.path, str(e), line=line) from None
+        data = buf + more
+        cut = data.rfind(b"\n") + 1 if more else len(data)
+        chunk, buf = data[:cut], data[cut:]
+        try:
+            text = dec.decode(chunk, final=not more)
+        except UnicodeDecodeError:
+            _text(reader.path, chunk, line)  # raises with the exact line
+            raise
+        for t in io.StringIO(text, newline=""):
+            yield t
+        line += chunk.count(b"\n")
+        if not more:
+            return
+
+
+def _open_quote_parity(a: np.ndarray) -> np.ndarray:
+    """1 where an odd number of ``"`` precede (and include) each byte: one byte per byte of input."""
+    return np.bitwise_xor.accumulate((a == 34).view(np.uint8))
+
+
 def _safe_cut(buf: bytes, start: int = 0) -> int:
     """End of the last complete line of ``buf`` that is not inside quotes (0 if none)."""
     nl = buf.rfind(b"\n")
@@ -78,9 +119,8 @@ def _safe_cut(buf: bytes, start: int = 0) -> int:
     if buf.find(b'"', 0, nl) < 0:
         return nl + 1
     a = np.frombuffer(buf, dtype=np.uint8, count=nl + 1)
-    quotes = np.cumsum(a == 34)
     ends = np.flatnonzero(a == 10)
-    even = ends[(quotes[ends] & 1) == 0]
+    even = ends[_open_quote_parity(a)[ends] == 0]
     return int(even[-1]) + 1 if even.size else 0
 
 
@@ -89,9 +129,8 @@ def _quoted_newline(block: bytes) -> bool:
     if block.find(b'"') < 0:
         return False
     a = np.frombuffer(block, dtype=np.uint8)
-    quotes = np.cumsum(a == 34)
     ends = np.flatnonzero(a == 10)
-    return bool(((quotes[ends] & 1) == 1).any())
+    return bool(_open_quote_parity(a)[ends].any())
 
 
 class CsvReader:
@@ -154,9 +193,8 @@ class CsvReader:
         if head.find(b'"', 0, nl) < 0:
             return nl + 1
         a = np.frombuffer(head, dtype=np.uint8)
-        quotes = np.cumsum(a == 34)
         ends = np.flatnonzero(a == 10)
-        even = ends[(quotes[ends] & 1) == 0]
+        even = ends[_open_quote_parity(a)[ends] == 0]
         return int(even[0]) + 1 if even.size else len(head)
 
     def progress(self):
@@ -170,8 +208,15 @@ class CsvReader:
         return int(min(max(self.chunk_rows * self.line_bytes, 1), _MAX_BLOCK))
 
     def _blocks(self):
-        """``(first line number, bytes)`` of consecutive blocks of whole lines."""
+        """``(first line number, bytes, last)`` of consecutive blocks of whole lines.
+
+        ``bytes`` is ``None`` when no safe cut was found in a large window (a
+        stray quote in an unquoted field makes the quote count useless): the
+        rest of the file is then read as one stream by Python's parser, which
+        keeps memory bounded; the third item is then the pending bytes.
+        """
         size = self._block_bytes()
+        limit = max(4 * size, _MAX_BLOCK)
         buf = b""
         line = self.first_data_line
         eof = False
@@ -189,12 +234,16 @@ class CsvReader:
             if cut == 0:
                 if eof:
                     return
+                if len(buf) >= limit:
+                    yield line, None, buf
+                    return
                 size *= 2  # a line (or a quoted field) longer than the block
                 continue
             block, buf = buf[:cut], buf[cut:]
-            yield line, block
+            last = eof and not buf
+            yield line, block, last
             line += block.count(b"\n")
-            if eof and not buf:
+            if last:
                 return
 
     # -- parsing ------------------------------------------------------------------------
@@ -211,8 +260,9 @@ class CsvReader:
             if len(data) < want or data.count(b"\n") > n or want >= 64 * _HEAD_BYTES:
                 break
             want *= 4
-        block = data if len(data) < want else data[:_safe_cut(data)]
-        rows, lines = self._python_rows(block, self.first_data_line, limit=n)
+        whole = len(data) < want
+        block = data if whole else data[:_safe_cut(data)]
+        rows, lines = self._python_rows(block, self.first_data_line, limit=n, last=whole)
         cols = list(zip(*rows)) if rows else [()] * len(self.names)
         out, self.head_types = {}, {}
         for name, col in zip(self.names, cols):
@@ -225,32 +275,32 @@ class CsvReader:
                 self.head_types[name] = "str"
         return RawChunk(out, 0, len(rows), np.array(lines, dtype=np.int64))
 
-    def _python_rows(self, block: bytes, line0: int, limit=None):
-        """Rows of ``block`` (lists of strings) and their line numbers; blank lines skipped."""
+    def _python_rows(self, block: bytes, line0: int, limit=None, last=False):
+        """Rows of ``block`` (lists of strings) and their line numbers; blank lines skipped.
+
+        ``last``: the block ends the file, and a quoted field still open there
+        is an error (the file was cut inside it).
+        """
         text = _text(self.path, block, line0)
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter, strict=False)
-        width = len(self.names)
+        lines_in = io.StringIO(text, newline="")
+        if last:
+            lines_in = _with_sentinel(lines_in)
+        return self._rows_of(lines_in, line0, limit)
+
+    def _rows_of(self, lines_in, line0, limit=None):
         rows, lines = [], []
-        start = 0
-        try:
-            for rec in reader:
-                ln = line0 + start
-                start = reader.line_num
-                if not rec or (len(rec) == 1 and not rec[0].strip()):
-                    continue
-                if len(rec) != width:
-                    raise PredictionFileError(self.path, f"expected {width} fields as in the header, found "
-                                              f"{len(rec)}", line=ln)
-                rows.append(rec)
-                lines.append(ln)
-                if limit is not None and len(rows) >= limit:
-                    break
-        except csv.Error as e:
-            raise PredictionFileError(self.path, f"malformed CSV: {e}", line=line0 + reader.line_num - 1) from None
+        for rec, ln in self._iter_rows(lines_in, line0):
+            rows.append(rec)
+            lines.append(ln)
+            if limit is not None and len(rows) >= limit:
+                break
         return rows, lines
 
-    def _python_block(self, line0: int, block: bytes, first_row: int) -> RawChunk:
-        rows, lines = self._python_rows(block, line0)
+    def _python_block(self, line0: int, block: bytes, first_row: int, last: bool = False) -> RawChunk:
+        rows, lines = self._python_rows(block, line0, last=last)
+        return self._typed_chunk(rows, lines, first_row)
+
+    def _typed_chunk(self, rows, lines, first_row) -> RawChunk:
         lines = np.array(lines, dtype=np.int64)
         cols = {}
         for j, name in enumerate(self.names):
@@ -276,8 +326,51 @@ class CsvReader:
                 cols[name] = factorize([t.strip(" \t") for t in tokens])
         return RawChunk(cols, first_row, len(rows), lines)
 
-    def _arrow_block(self, pa, pacsv, line0: int, block: bytes, first_row: int):
+    def _python_stream(self, line0: int, pending: bytes, first_row: int):
+        """The rest of the file through one :func:`csv.reader`, in chunks (bounded memory)."""
+        rows_per = self.chunk_rows or 16384
+        lines_in = _with_sentinel(_decoded_lines(self, pending, line0))
+        reader_rows = self._iter_rows(lines_in, line0)
+        row = first_row
+        while True:
+            rows, lines = [], []
+            for rec, ln in reader_rows:
+                rows.append(rec)
+                lines.append(ln)
+                if len(rows) >= rows_per:
+                    break
+            if not rows:
+                return
+            chunk = self._typed_chunk(rows, lines, row)
+            row += chunk.n
+            yield chunk
+
+    def _iter_rows(self, lines_in, line0):
+        reader = csv.reader(lines_in, delimiter=self.delimiter, strict=False)
+        width = len(self.names)
+        start = 0
+        try:
+            for rec in reader:
+                ln = line0 + start
+                start = reader.line_num
+                if rec and _SENTINEL in rec[-1]:
+                    if rec == [_SENTINEL]:
+                        return
+                    raise PredictionFileError(self.path, "a quoted field is never closed (the file ends inside it)",
+                                              line=ln)
+                if not rec or (len(rec) == 1 and not rec[0].strip()):
+                    continue
+                if len(rec) != width:
+                    raise PredictionFileError(self.path, f"expected {width} fields as in the header, found "
+                                              f"{len(rec)}", line=ln)
+                yield rec, ln
+        except csv.Error as e:
+            raise PredictionFileError(self.path, f"malformed CSV: {e}", line=line0 + reader.line_num - 1) from None
+
+    def _arrow_block(self, pa, pacsv, line0: int, block: bytes, first_row: int, last: bool = False):
         """The block through Arrow, or ``None`` when Python's parser must read it."""
+        if last and block.count(b'"') % 2:
+            return None  # maybe a quoted field cut by the end of the file: Python's parser says
         if block.find(b"\r") >= 0 and block.count(b"\r") != block.count(b"\r\n"):
             return None  # lone CR line ends: Arrow splits lines there, we count \n
         if b"\n\n" in block or b"\n\r\n" in block or block.startswith((b"\n", b"\r\n")):
@@ -362,8 +455,11 @@ class CsvReader:
             yield from self._threaded(arrow)
             return
         row = 0
-        for line0, block in self._blocks():
-            c = self._python_block(line0, block, row)
+        for line0, block, last in self._blocks():
+            if block is None:
+                yield from self._python_stream(line0, last, row)
+                return
+            c = self._python_block(line0, block, row, last)
             row += c.n
             if c.n:
                 yield c
@@ -376,10 +472,13 @@ class CsvReader:
 
         def produce():
             try:
-                for line0, block in self._blocks():
+                for line0, block, last in self._blocks():
                     if stop.is_set():
                         return
-                    q.put(("block", line0, block, self._arrow_block(pa, pacsv, line0, block, 0)))
+                    if block is None:
+                        q.put(("stream", line0, last, None))
+                        return
+                    q.put(("block", line0, (block, last), self._arrow_block(pa, pacsv, line0, block, 0, last)))
                 q.put(("end", None, None, None))
             except BaseException as e:  # handed to the consumer, who raises it
                 q.put(("error", e, None, None))
@@ -394,8 +493,11 @@ class CsvReader:
                     return
                 if kind == "error":
                     raise line0
+                if kind == "stream":
+                    yield from self._python_stream(line0, block, row)
+                    return
                 if chunk is None:
-                    chunk = self._python_block(line0, block, row)
+                    chunk = self._python_block(line0, block[0], row, block[1])
                 else:
                     chunk.first_row = row
                 row += chunk.n
@@ -403,11 +505,13 @@ class CsvReader:
                     yield chunk
         finally:
             stop.set()
-            while th.is_alive():
+            # Unblock a producer waiting on the full queue; a producer blocked on
+            # its input (a pipe) is a daemon thread and is left to the exit.
+            for _ in range(4):
                 try:
                     q.get_nowait()
                 except queue.Empty:
-                    th.join(0.05)
+                    break
 
     def close(self) -> None:
         self.source.close()
