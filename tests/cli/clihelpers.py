@@ -105,3 +105,31 @@ def softmax(z):
     z = np.asarray(z, dtype=np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def run_inproc(args):
+    """Run ``crossentropy ARGS`` in this process (fast, for fuzzing); same exit codes and streams."""
+    import io
+
+    from crossentropy.cli import main
+
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    err = io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        rc = main([str(a) for a in args])
+    finally:
+        try:
+            out.flush()
+        except ValueError:
+            pass
+        sys.stdout, sys.stderr = old
+
+    class R:
+        pass
+    r = R()
+    r.rc, r.out, r.err = rc, raw.getvalue().decode("utf-8", "replace"), err.getvalue()
+    r.json = lambda: json.loads(r.out)
+    return r

@@ -164,7 +164,7 @@ class RowMetrics:
     p_true: np.ndarray  # probability of the label
     conf: np.ndarray  # binary: p(class 1); multi-class: top-label probability
     conf_hit: np.ndarray  # binary: label is 1; multi-class: prediction is right
-    brier: np.ndarray  # Σ_k (p_k − [k = label])² (binary: (p1 − y)²)
+    brier: np.ndarray  # Σ_k (p_k − [k = label])² for K ≥ 3; (p1 − y)² for two classes
     probs: np.ndarray  # (n, K) class probabilities (binary: p0, p1)
     auc_scores: np.ndarray  # binary: the raw score; multi-class: (n, K) probabilities
     rank: np.ndarray | None  # number of classes ranked above the label (ties: lower index first)
@@ -237,6 +237,8 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
             for k in range(spec.n_classes):
                 d = probs[:, k] - (y == k)
                 brier += d * d
+            if spec.n_classes == 2:
+                brier *= 0.5  # two classes: (p1 - y)^2, the binary Brier score (scikit-learn's convention)
             auc_scores = probs
             xy = x[idx, y][:, None]
             above = x > xy

@@ -155,7 +155,7 @@ def summary_rows(r, base=None) -> list:
     if r.get("top_k_accuracy"):
         rows.append(("top-k accuracy", "   ".join(f"top-{k} {pct(v)}" for k, v in r["top_k_accuracy"].items()),
                      "(label among the k most probable classes)"))
-    brier_note = "(mean (p - y)^2)" if r["task"] == "binary" else "(mean sum over classes of (p_k - y_k)^2)"
+    brier_note = "(mean (p - y)^2)" if r["n_classes"] == 2 else "(mean sum over classes of (p_k - y_k)^2)"
     rows.append(("Brier score", f(r["brier"]), brier_note + ("   " + _ci(r, "brier") if _ci(r, "brier") else "")))
     roc = r.get("roc_auc")
     if roc is not None:
