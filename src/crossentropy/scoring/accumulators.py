@@ -51,7 +51,7 @@ __all__ = ["ScoreSpec", "Batch", "RowMetrics", "RowError", "row_metrics", "Score
 LOSS_HIST_EDGES = np.linspace(0.0, 10.0, 101)
 MAX_SLICES = 1000
 FULL_CONFUSION_MAX = 256  # classes up to which the full confusion matrix is kept
-_ROW_ELEMENTS = 1 << 20  # rows × classes per internal step (bounds the temporaries)
+_ROW_ELEMENTS = 1 << 18  # rows × classes per internal step (bounds the temporaries: ~2 MiB each)
 
 
 class RowError(ValueError):
@@ -165,8 +165,8 @@ class RowMetrics:
     conf: np.ndarray  # binary: p(class 1); multi-class: top-label probability
     conf_hit: np.ndarray  # binary: label is 1; multi-class: prediction is right
     brier: np.ndarray  # Σ_k (p_k − [k = label])² for K ≥ 3; (p1 − y)² for two classes
-    probs: np.ndarray  # (n, K) class probabilities (binary: p0, p1)
-    auc_scores: np.ndarray  # binary: the raw score; multi-class: (n, K) probabilities
+    probs_t: np.ndarray  # (K, n) class probabilities, class-major (binary: p0, p1)
+    auc_scores: np.ndarray  # binary: the raw score; multi-class: the (K, n) probabilities
     rank: np.ndarray | None  # number of classes ranked above the label (ties: lower index first)
     rows: np.ndarray
     lines: np.ndarray | None
@@ -208,7 +208,7 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
                 pred = (x > 0.5).astype(np.int64)
             loss = np.asarray(loss, dtype=np.float64)
             p_true = np.where(y == 1, p1, p0)
-            probs = np.stack([p0, p1], axis=1)
+            probs_t = np.stack([p0, p1])
             conf, conf_hit = p1, y == 1
             d = p1 - t
             brier = d * d
@@ -232,24 +232,44 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
             p_true = probs[idx, y]
             conf = probs[idx, pred]
             conf_hit = pred == y
-            # Σ_k (p_k − [k = y])², one column at a time: a fixed order of additions per row.
-            brier = np.zeros(n)
-            for k in range(spec.n_classes):
-                d = probs[:, k] - (y == k)
-                brier += d * d
+            probs_t = np.ascontiguousarray(probs.T)  # per-class work reads whole contiguous columns
+            # Σ_k (p_k − [k = y])², one class at a time: a fixed order of additions per row.
+            d = probs_t.copy()
+            d[y, idx] -= 1.0
+            brier = d[0] * d[0]
+            for k in range(1, spec.n_classes):
+                brier += d[k] * d[k]
             if spec.n_classes == 2:
                 brier *= 0.5  # two classes: (p1 - y)^2, the binary Brier score (scikit-learn's convention)
-            auc_scores = probs
-            xy = x[idx, y][:, None]
-            above = x > xy
-            tie_before = (x == xy) & (np.arange(spec.n_classes)[None, :] < y[:, None])
-            rank = np.count_nonzero(above | tie_before, axis=1)
+            auc_scores = probs_t
+            rank = None
+            if spec.top_k:
+                # Classes ranked above the label: higher scores, and equal scores of a lower index.
+                xy = x[idx, y][:, None]
+                rank = np.count_nonzero(x > xy, axis=1)
+                eq = x == xy
+                if np.count_nonzero(eq) > n:  # a tie besides the label itself
+                    rank += np.count_nonzero(eq & (np.arange(spec.n_classes)[None, :] < y[:, None]), axis=1)
     bad = np.isnan(loss)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise RowError("the loss is NaN: every logit of this row is -inf (the softmax is 0/0)", i)
-    return RowMetrics(y, loss, pred, p_true, conf, conf_hit, brier, probs, auc_scores, rank, batch.rows,
+    return RowMetrics(y, loss, pred, p_true, conf, conf_hit, brier, probs_t, auc_scores, rank, batch.rows,
                       batch.lines, batch.part)
+
+
+def _hist_bins(loss):
+    """``searchsorted(LOSS_HIST_EDGES, loss, 'right') - 1`` clipped to the bins (last: >= 10 nats and inf)."""
+    last = len(LOSS_HIST_EDGES) - 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = np.minimum(loss * 10.0, float(last))  # edges are k/10: bin floor(10 loss), checked near the edges
+    b = t.astype(np.intp)
+    near = np.abs(t - np.rint(t)) <= 1e-13
+    if near.any():
+        i = np.flatnonzero(near)
+        b[i] = np.searchsorted(LOSS_HIST_EDGES, loss[i], side="right") - 1
+    np.clip(b, 0, last, out=b)
+    return b
 
 
 def _w(values, weights):
@@ -280,8 +300,7 @@ class LossStats:
         wl = _w(r.loss, w)
         self.total.add(wl)
         self.per_class.add(wl, r.labels)
-        h = np.searchsorted(LOSS_HIST_EDGES, r.loss, side="right") - 1
-        self.hist += np.bincount(np.clip(h, 0, len(LOSS_HIST_EDGES) - 1), minlength=len(LOSS_HIST_EDGES))
+        self.hist += np.bincount(_hist_bins(r.loss), minlength=len(LOSS_HIST_EDGES))
 
     def merge(self, o: "LossStats") -> None:
         self.total.merge(o.total)
@@ -445,6 +464,7 @@ def _row_sums(sums: ExactSums, k: int, axis: int = 0) -> ExactSums:
     lw = sums._lo.reshape(k, k, -1)
     ax = 1 if axis == 0 else 0
     out._hi, out._lo = h.sum(axis=ax), lw.sum(axis=ax)
+    out._fixed = sums._fixed.reshape(k, k, 3).sum(axis=ax)
     if sums._carry is not None:
         c = np.array(sums._carry, dtype=object).reshape(k, k)
         out._carry = [int(v) for v in c.sum(axis=ax)]
@@ -496,6 +516,27 @@ class Calibration:
         return b
 
     def update(self, r: RowMetrics, w) -> None:
+        self.update_top(r, w)
+        self.update_classwise(r, w)
+
+    def update_classwise(self, r: RowMetrics, w) -> None:
+        """Class-wise: every (class, row) probability in its class's bins."""
+        P = r.probs_t  # (K, n)
+        n = P.shape[1]
+        cb = self.bin(P)
+        cb += (np.arange(self.k) * self.nb)[:, None]  # (K, n) group indices
+        self.c_count += np.bincount(cb.ravel(), minlength=self.k * self.nb)
+        gy = cb[r.labels, np.arange(n)]
+        if self.weighted:
+            W = np.broadcast_to(w[None, :], P.shape)
+            self.c_conf.add(_w(P, W).ravel(), cb.ravel())
+            self.c_hits.add(w, gy)
+            self.c_weight.add(W.ravel(), cb.ravel())
+        else:
+            self.c_conf.add(P.ravel(), cb.ravel())
+            self.c_hits += np.bincount(gy, minlength=self.k * self.nb)
+
+    def update_top(self, r: RowMetrics, w) -> None:
         b = self.bin(r.conf)
         self.count += np.bincount(b, minlength=self.nb)
         self.conf.add(_w(r.conf, w), b)
@@ -503,20 +544,6 @@ class Calibration:
         self.hits.add(_w(hit, w), b)
         if self.weighted:
             self.weight.add(w, b)
-        # Class-wise: every (row, class) probability in its class's bins.
-        P = r.probs
-        cb = self.bin(P) + np.arange(self.k)[None, :] * self.nb  # (n, K) group indices
-        self.c_count += np.bincount(cb.ravel(), minlength=self.k * self.nb)
-        if self.weighted:
-            W = np.broadcast_to(w[:, None], P.shape)
-            self.c_conf.add(_w(P, W).ravel(), cb.ravel())
-            gy = cb[np.arange(len(r.labels)), r.labels]
-            self.c_hits.add(w, gy)
-            self.c_weight.add(W.ravel(), cb.ravel())
-        else:
-            self.c_conf.add(P.ravel(), cb.ravel())
-            gy = cb[np.arange(len(r.labels)), r.labels]
-            self.c_hits += np.bincount(gy, minlength=self.k * self.nb)
 
     def merge(self, o: "Calibration") -> None:
         self.count += o.count
@@ -579,6 +606,7 @@ def _subsums(s: ExactSums, sl: slice) -> ExactSums:
     out = ExactSums(sl.stop - sl.start)
     out._base, out._added = s._base, s._added
     out._hi, out._lo = s._hi[sl], s._lo[sl]
+    out._fixed = s._fixed[sl]
     out._carry = None if s._carry is None else s._carry[sl]
     out._posinf, out._neginf, out._nan = s._posinf[sl], s._neginf[sl], s._nan[sl]
     return out
@@ -669,7 +697,7 @@ class RocAuc:
             self.tables[0].update(r.auc_scores, r.labels == 1, w)
         else:
             for k, t in enumerate(self.tables):
-                t.update(r.auc_scores[:, k], r.labels == k, w)
+                t.update(r.auc_scores[k], r.labels == k, w)
 
     def merge(self, o: "RocAuc") -> None:
         for a, b in zip(self.tables, o.tables):
@@ -729,8 +757,10 @@ class ScoreAccumulator:
     True
     """
 
-    def __init__(self, spec: ScoreSpec, budget: MemoryBudget | None = None):
+    def __init__(self, spec: ScoreSpec, budget: MemoryBudget | None = None, *, threads: bool = False):
         self.spec = spec
+        self.threads = bool(threads)  # per-class work (ROC tables, class-wise bins) beside the rest
+        self._pool = None
         self.loss = LossStats(spec)
         self.confusion = Confusion(spec)
         self.brier = ExactSums()
@@ -756,20 +786,52 @@ class ScoreAccumulator:
                 raise RowError(str(e), e.index + s, e.column) from None
             self.update_rows(r, part.weights)
 
-    def update_rows(self, r: RowMetrics, w) -> None:
-        """Add per-row quantities already computed by :func:`row_metrics`."""
-        if w is not None:
-            w = np.asarray(w, dtype=np.float64)
-        self.loss.update(r, w)
-        self.confusion.update(r, w)
-        self.brier.add(_w(r.brier, w))
-        self.calibration.update(r, w)
-        self.topk.update(r, w)
-        self.worst.update(r, w)
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        return state
+
+    def _per_class(self, r: RowMetrics, w) -> None:
+        self.calibration.update_classwise(r, w)
         if self.roc is not None:
             self.roc.update(r, w)
-        if self.boot is not None:
-            self.boot.update(r, w)
+
+    def update_rows(self, r: RowMetrics, w) -> None:
+        """Add per-row quantities already computed by :func:`row_metrics`.
+
+        With ``threads=True`` the per-class work (one sort per class for the ROC
+        tables, the class-wise bins) runs in a helper thread beside the rest;
+        NumPy releases the GIL in both, and each accumulator is still fed the
+        chunks in order, so the result is the same bits.
+        """
+        if w is not None:
+            w = np.asarray(w, dtype=np.float64)
+        job = None
+        if self.threads:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossentropy-score")
+            job = self._pool.submit(self._per_class, r, w)
+        try:
+            self.loss.update(r, w)
+            self.confusion.update(r, w)
+            self.brier.add(_w(r.brier, w))
+            self.calibration.update_top(r, w)
+            self.topk.update(r, w)
+            self.worst.update(r, w)
+            if self.boot is not None:
+                self.boot.update(r, w)
+        finally:
+            if job is not None:
+                job.result()
+        if job is None:
+            self._per_class(r, w)
+
+    def close(self) -> None:
+        """Stop the helper thread (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def merge(self, other: "ScoreAccumulator") -> None:
         """Add ``other`` (same spec), in any order."""

@@ -168,7 +168,7 @@ def score_dataset(path, *, compat=None, base=None, n_bins=10, top_k=None, worst=
         spec = spec_for(ds.layout, compat=compat, n_bins=n_bins, top_k=top_k, worst=worst, auc=auc, ci=ci,
                         replicates=replicates, seed=seed)
         budget = MemoryBudget()
-        acc = SlicedAccumulator(spec, budget) if ds.layout.by else ScoreAccumulator(spec, budget)
+        acc = SlicedAccumulator(spec, budget) if ds.layout.by else ScoreAccumulator(spec, budget, threads=True)
         n = 0
         try:
             for b in ds.batches():
@@ -184,6 +184,8 @@ def score_dataset(path, *, compat=None, base=None, n_bins=10, top_k=None, worst=
                 raise PredictionFileError(ds.name, "no data rows")
             report = acc.finalize(ds.layout.class_names, base)
         finally:
+            if isinstance(acc, ScoreAccumulator):
+                acc.close()
             budget.cleanup()
         return finish_report(report, ds, spec)
     finally:

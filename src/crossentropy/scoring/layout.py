@@ -535,11 +535,16 @@ class Decoder:
                     self._index = {name: i for i, name in enumerate(lay.class_names)}
                     return 0
                 return None
-        if lay.numeric_names:
-            return None
-        if re.fullmatch(r"[+-]?[0-9]+", key):
-            v = int(key)
-            return v if 0 <= v < lay.n_classes else None
+        if NUMBER.fullmatch(key):
+            # A number that is a whole number names a class by its name ("2.0" is "2") or by its index.
+            f = float(key)
+            if not (math.isfinite(f) and f == int(f)):
+                return None
+            name = str(int(f))
+            if name in self._index:
+                return self._index[name]
+            if not lay.numeric_names and 0 <= f < lay.n_classes:
+                return int(f)
         return None
 
     def _labels(self, raw: RawChunk) -> np.ndarray:

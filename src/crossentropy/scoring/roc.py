@@ -20,7 +20,7 @@ that: for the positives and for the negatives, sorted runs of the distinct
   is the same bits for any chunking, partitioning or merge order.
 * **Bounded memory.**  Each chunk becomes a sorted run; runs are merged
   (compacted) as they accumulate, and when the in-memory entries exceed the
-  budget (``CROSSENTROPY_ROC_MEMORY`` bytes, default 48 MiB, shared by every
+  budget (``CROSSENTROPY_ROC_MEMORY`` bytes, default 32 MiB, shared by every
   table of a report) the largest table's compacted run is spilled to a
   temporary ``.npy`` file.  The final pass merges the runs range by range
   (split points from the runs' own quantiles), reading each spilled run
@@ -55,7 +55,7 @@ from .exact import ExactSums, exact_ratio
 
 __all__ = ["RocTable", "MemoryBudget", "default_budget"]
 
-_DEFAULT_BYTES = 48 << 20
+_DEFAULT_BYTES = 32 << 20
 _MAX_RUNS = 64  # in-memory runs per side before they are compacted into one
 _CURVE_POINTS = 200  # points kept for the plotted ROC curve
 

@@ -49,12 +49,12 @@ INTEGER = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*")
 
 
 def default_chunk_rows(n_columns: int) -> int:
-    """Rows per chunk when not given: about 2^20 values, at least 256 rows.
+    """Rows per chunk when not given: about 2^18 values, at least 256 rows.
 
     >>> default_chunk_rows(11), default_chunk_rows(100000)
-    (65536, 256)
+    (23831, 256)
     """
-    return int(min(65536, max(256, (1 << 20) // max(n_columns, 1))))
+    return int(min(65536, max(256, (1 << 18) // max(n_columns, 1))))
 
 
 class Coded:

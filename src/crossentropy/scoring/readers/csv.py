@@ -34,7 +34,7 @@ __all__ = ["CsvReader", "sniff_delimiter", "DELIMITERS"]
 DELIMITERS = (",", "\t", ";", "|")
 _HEAD_BYTES = 1 << 18
 _MAX_BLOCK = 16 << 20
-_DEFAULT_BLOCK = 4 << 20
+_DEFAULT_BLOCK = 2 << 20
 _SMALL_FILE = 1 << 20  # below this, Python's parser alone (importing pyarrow would cost more)
 
 
