@@ -275,13 +275,13 @@ def _sample_scores(path, head, columns, is_list):
 
 def _first_non_number(a):
     """``(row, value)`` of the first value of a raw column that is not a number."""
-    vals = a.values if isinstance(a, Coded) else None
-    seq = (vals[c] for c in a.codes) if isinstance(a, Coded) else iter(a)
+    text = isinstance(a, Coded)  # text tokens (CSV): a number is what the grammar accepts
+    seq = (a.values[c] for c in a.codes) if text else iter(a)
     for i, v in enumerate(seq):
         if v is None or v is MISSING or isinstance(v, (bool, np.bool_, list, dict)):
             return i, v
         if isinstance(v, str):
-            if NUMBER.fullmatch(v) is None:
+            if not text or NUMBER.fullmatch(v) is None:  # in JSON a string is never a number
                 return i, v
             continue
         try:
