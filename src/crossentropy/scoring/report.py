@@ -380,7 +380,8 @@ def render_text(r: dict, base=None) -> str:
         (h1, r1), (h2, r2) = comparison_tables(r, base)
         out = [f"comparing {len(r['models'])} models on the same {r['models'][0]['n_samples']:,} rows", ""]
         for m in r["models"]:
-            out.append(f"{_model_name(m)}: {m['file']}")
+            name = _model_name(m)
+            out.append(name + ("" if name == m["file"] else f": {m['file']}"))
             out.append("  " + "; ".join(detection_lines(m)[:3]))
         out.append("")
         out.extend(_text_table(h1, r1))
