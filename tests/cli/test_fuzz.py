@@ -40,7 +40,7 @@ BAD_CELLS = ["nan", "inf", "-inf", "1e400", "Infinity", "abc", "", "0,5", "1_0",
 BAD_LABELS = ["inf", "1e400", "nan", "2.0", "-1", "x", "", "1.5", "Infinity", "01"]
 ERROR = "error"
 
-SETTINGS = settings(max_examples=int(os.environ.get("CROSSENTROPY_FUZZ_EXAMPLES", "250")), deadline=None,
+SETTINGS = settings(max_examples=int(os.environ.get("CROSSENTROPY_FUZZ_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 
@@ -185,6 +185,18 @@ def check(result, expect, path):
 number_formats = st.sampled_from(["repr", ".3g", ".6f", "e", "spaced"])
 
 
+@st.composite
+def _scores(draw, k, logits):
+    """One row of predictions: K logits, one probability, or K probabilities summing to 1."""
+    if logits:
+        return draw(st.lists(st.floats(-30, 30, allow_nan=False), min_size=k, max_size=k))
+    if k == 1:
+        return [draw(st.floats(0, 1))]
+    raw = draw(st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k))
+    s = sum(raw)
+    return [v / s for v in raw] if s > 0 else [1.0 / k] * k
+
+
 def _fmt(v, how):
     if how == "repr":
         return repr(float(v))
@@ -209,14 +221,7 @@ def csv_files(draw):
     note_alphabet = st.sampled_from(list("abc xyz\"'é,;|\t\n"))
     rows = []
     for _ in range(n):
-        if logits:
-            vals = draw(st.lists(st.floats(-30, 30, allow_nan=False), min_size=k, max_size=k))
-        elif k == 1:
-            vals = [draw(st.floats(0, 1))]
-        else:
-            raw = draw(st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k))
-            s = sum(raw)
-            vals = [v / s for v in raw] if s > 0 else [1.0 / k] * k
+        vals = draw(_scores(k, logits))
         label = draw(st.integers(0, 1 if k == 1 else k - 1))
         cells = [str(label)] + [_fmt(v, fmt) for v in vals]
         if with_note:
@@ -332,14 +337,7 @@ def jsonl_files(draw):
     list_key = "logits" if logits else "probs"
     lines = []
     for _ in range(n):
-        if logits:
-            vals = draw(st.lists(st.floats(-30, 30, allow_nan=False), min_size=k, max_size=k))
-        elif k == 1:
-            vals = [draw(st.floats(0, 1))]
-        else:
-            raw = draw(st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k))
-            s = sum(raw)
-            vals = [v / s for v in raw] if s > 0 else [1.0 / k] * k
+        vals = draw(_scores(k, logits))
         obj = {"label": draw(st.integers(0, 1 if k == 1 else k - 1))}
         if as_list:
             obj["logits" if logits else "probs"] = vals

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
-from clihelpers import assert_clean_error, make_multiclass, png_size, reference_ece  # on sys.path: conftest.py
+from clihelpers import make_multiclass, png_size, reference_ece  # on sys.path: conftest.py
 from crossentropy.cli.score import example_path
 from crossentropy.scoring import Batch, ScoreAccumulator, ScoreSpec, score_arrays
 

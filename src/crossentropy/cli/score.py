@@ -171,7 +171,8 @@ def _check_options(args):
         delim = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}.get(
             delim.lower(), delim)
         if len(delim) != 1:
-            raise CLIError(f"--delimiter must be one character (or tab, comma, semicolon, pipe); got {args.delimiter!r}")
+            raise CLIError("--delimiter must be one character (or tab, comma, semicolon, pipe); got "
+                           f"{args.delimiter!r}")
     return top, delim
 
 

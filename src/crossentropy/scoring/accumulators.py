@@ -34,7 +34,7 @@ rows are still reported next to the weight totals.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 

@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from .exact import BIAS, exact_ratio, split_exact
+from .exact import BIAS, SlotState, exact_ratio, split_exact, widen
 
 __all__ = ["ROW_BLOCK", "STREAM", "poisson_weights", "ReplicateSums", "percentile_interval", "paired_p_value"]
 
@@ -104,7 +104,7 @@ def _limbs(x: np.ndarray):
     return pos, y0 * sign, y1 * sign, y2 * sign
 
 
-class ReplicateSums:
+class ReplicateSums(SlotState):
     """Exact Poisson-bootstrap sums ``Σ_i w(i, b)·X[i, k]`` for each replicate ``b`` and statistic ``k``.
 
     ``add(rows, X)`` takes the rows' global indices and an ``(n, n_stats)``
@@ -127,24 +127,8 @@ class ReplicateSums:
         z = np.zeros((self.n_stats, self.n_replicates), dtype=np.int64)
         self._posinf, self._neginf, self._nan = z, z.copy(), z.copy()
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
-
     def _widen(self, lo: int, hi: int) -> None:
-        width = self._state.shape[1]
-        if width == 0:
-            self._base = lo
-            self._state = np.zeros((self.n_stats, hi - lo + 1, self.n_replicates), dtype=np.int64)
-            return
-        new_lo, new_hi = min(lo, self._base), max(hi, self._base + width - 1)
-        if (new_lo, new_hi) != (self._base, self._base + width - 1):
-            self._state = np.pad(self._state, ((0, 0), (self._base - new_lo, new_hi - self._base - width + 1),
-                                               (0, 0)))
-            self._base = new_lo
+        self._state, self._base = widen(self._state, self._base, lo, hi, 1)
 
     def add(self, rows, X) -> None:
         """Add the statistics ``X`` (``(n, n_stats)``) of the global ``rows``."""

@@ -106,9 +106,9 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
         for ds in dss[1:]:
             lay = ds.layout
             if (lay.binary, lay.n_classes) != (ref.binary, ref.n_classes):
-                raise PredictionFileError(ds.name, f"has {lay.n_classes} classes ({'binary' if lay.binary else 'multi-class'})"
-                                          f" but {dss[0].name} has {ref.n_classes}: models compared must predict "
-                                          "the same classes")
+                task = "binary" if lay.binary else "multi-class"
+                raise PredictionFileError(ds.name, f"has {lay.n_classes} classes ({task}) but {dss[0].name} has "
+                                          f"{ref.n_classes}: models compared must predict the same classes")
             if not ref.binary and list(lay.class_names) != list(ref.class_names):
                 raise PredictionFileError(ds.name, f"predicts the classes {', '.join(lay.class_names[:8])} but "
                                           f"{dss[0].name} predicts {', '.join(ref.class_names[:8])}; name them "

@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ExactSums", "split_exact", "exact_ratio", "BIAS"]
+__all__ = ["ExactSums", "split_exact", "exact_ratio", "widen", "SlotState", "BIAS"]
 
 BIAS = 1075  # value = integer · 2^-BIAS for every double (2^-1074 is the smallest subnormal)
 _HALF = 26  # bits in the ``lo`` part
@@ -84,6 +84,38 @@ def split_exact(values: np.ndarray):
     return e, hi, lo
 
 
+def widen(arr: np.ndarray, base: int, lo: int, hi: int, axis: int):
+    """``(array, base)`` covering positions ``lo … hi`` along ``axis`` (zeros added; ``base``: position of index 0).
+
+    >>> a, b = widen(np.ones((1, 2), dtype=np.int64), 5, 3, 7, 1); a.tolist(), b
+    ([[0, 0, 1, 1, 0]], 3)
+    """
+    width = arr.shape[axis]
+    if width == 0:
+        shape = list(arr.shape)
+        shape[axis] = hi - lo + 1
+        return np.zeros(shape, dtype=arr.dtype), lo
+    new_lo, new_hi = min(lo, base), max(hi, base + width - 1)
+    if (new_lo, new_hi) == (base, base + width - 1):
+        return arr, base
+    pad = [(0, 0)] * arr.ndim
+    pad[axis] = (base - new_lo, new_hi - (base + width - 1))
+    return np.pad(arr, pad), new_lo
+
+
+class SlotState:
+    """Pickling for ``__slots__`` classes: the state is the slots' values."""
+
+    __slots__ = ()
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
 def exact_ratio(num: int, den: int) -> float:
     """``num / den`` of two Python ints, correctly rounded; ``±inf`` past the float range.
 
@@ -98,7 +130,7 @@ def exact_ratio(num: int, den: int) -> float:
         return math.inf if (num > 0) == (den > 0) else -math.inf
 
 
-class ExactSums:
+class ExactSums(SlotState):
     """``n_groups`` exact running sums of floats; group ``g`` receives ``values[groups == g]``.
 
     ``add(values, groups)`` takes float arrays (any non-finite values are
@@ -129,30 +161,11 @@ class ExactSums:
         self._neginf = np.zeros(self.n_groups, dtype=np.int64)
         self._nan = np.zeros(self.n_groups, dtype=np.int64)
 
-    # -- state --------------------------------------------------------------------------
-
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __setstate__(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
-
     def _widen(self, lo: int, hi: int) -> None:
         """Make the state arrays cover scale indices ``lo … hi``."""
-        width = self._hi.shape[1]
-        if width == 0:
-            self._base = lo
-            self._hi = np.zeros((self.n_groups, hi - lo + 1), dtype=np.int64)
-            self._lo = np.zeros_like(self._hi)
-            return
-        new_lo, new_hi = min(lo, self._base), max(hi, self._base + width - 1)
-        if (new_lo, new_hi) == (self._base, self._base + width - 1):
-            return
-        pad = ((0, 0), (self._base - new_lo, new_hi - (self._base + width - 1)))
-        self._hi = np.pad(self._hi, pad)
-        self._lo = np.pad(self._lo, pad)
-        self._base = new_lo
+        base = self._base
+        self._hi, self._base = widen(self._hi, base, lo, hi, 1)
+        self._lo, _ = widen(self._lo, base, lo, hi, 1)
 
     # -- feeding ------------------------------------------------------------------------
 

@@ -227,8 +227,8 @@ def _find_columns(path, rest, listcols, head):
             cols = [c for _, c in sorted(zip(keys, cols))]
         return cols, prefix, f"{len(cols)} column(s) named {prefix}*"
     if len(groups) > 1:
-        raise _err(path, "ambiguous prediction columns: " + "; ".join(f"{p}*: {', '.join(c)}" for p, c in groups.items())
-                   + "; choose with --columns")
+        listed = "; ".join(f"{p}*: {', '.join(c)}" for p, c in groups.items())
+        raise _err(path, f"ambiguous prediction columns: {listed}; choose with --columns")
     single = [n for n in rest if n.lower() in _SINGLE_NAMES]
     if len(single) == 1:
         return single, single[0].lower(), f"column named {single[0]!r}"

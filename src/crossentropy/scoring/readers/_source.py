@@ -18,7 +18,8 @@ import tempfile
 
 from ..errors import PredictionFileError
 
-__all__ = ["ByteSource", "CorruptStream", "COMPRESSIONS", "compression_of", "strip_compression", "STDIN"]
+__all__ = ["ByteSource", "CorruptStream", "COMPRESSIONS", "compression_of", "strip_compression", "STDIN",
+           "fill_block"]
 
 STDIN = "-"
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
@@ -289,3 +290,20 @@ class _Prefixed:
     def closed(self):
         return False
 
+
+
+def fill_block(source: ByteSource, buf: bytes, size: int, line: int, need_newline: bool = False):
+    """``(buf, eof)``: ``buf`` extended to at least ``size`` bytes (and a line end, if asked) or to the end.
+
+    ``line`` is the line number where ``buf`` starts, for the message of a
+    damaged compressed stream.
+    """
+    while len(buf) < size or (need_newline and b"\n" not in buf):
+        try:
+            b = source.read(max(size - len(buf), 1 << 12))
+        except CorruptStream as e:
+            raise PredictionFileError(source.name, str(e), line=line + buf.count(b"\n")) from None
+        if not b:
+            return buf, True
+        buf += b
+    return buf, False

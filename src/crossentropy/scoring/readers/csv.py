@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import PredictionFileError
 from ._base import HEAD_ROWS, INTEGER, NUMBER, Coded, RawChunk, check_names, factorize, parse_floats
-from ._source import ByteSource, CorruptStream
+from ._source import ByteSource, CorruptStream, fill_block
 
 __all__ = ["CsvReader", "sniff_delimiter", "DELIMITERS"]
 
@@ -221,15 +221,8 @@ class CsvReader:
         line = self.first_data_line
         eof = False
         while True:
-            while not eof and len(buf) < size:
-                try:
-                    b = self.source.read(max(size - len(buf), 1 << 12))
-                except CorruptStream as e:
-                    raise PredictionFileError(self.path, str(e), line=line + buf.count(b"\n")) from None
-                if not b:
-                    eof = True
-                    break
-                buf += b
+            if not eof:
+                buf, eof = fill_block(self.source, buf, size, line)
             cut = len(buf) if eof else _safe_cut(buf)
             if cut == 0:
                 if eof:

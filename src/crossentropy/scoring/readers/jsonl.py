@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import PredictionFileError
 from ._base import HEAD_ROWS, MISSING, RawChunk, check_names, factorize
-from ._source import ByteSource, CorruptStream
+from ._source import ByteSource, fill_block
 
 __all__ = ["JsonlReader"]
 
@@ -64,15 +64,8 @@ class JsonlReader:
         line, buf, eof = 1, b"", False
         size = _BLOCK if self.chunk_rows is None else max(1, min(_BLOCK, self.chunk_rows * 64))
         while True:
-            while not eof and (len(buf) < size or b"\n" not in buf):
-                try:
-                    b = self.source.read(size)
-                except CorruptStream as e:
-                    raise PredictionFileError(self.path, str(e), line=line + buf.count(b"\n")) from None
-                if not b:
-                    eof = True
-                    break
-                buf += b
+            if not eof:
+                buf, eof = fill_block(self.source, buf, size, line, need_newline=True)
             cut = len(buf) if eof else buf.rfind(b"\n") + 1
             block, buf = buf[:cut], buf[cut:]
             parts = block.split(b"\n")
@@ -195,7 +188,8 @@ class JsonlReader:
             k = None
             for i, v in enumerate(vals):
                 if not isinstance(v, list):
-                    what = "is missing (null)" if v is None else f"expected a list of numbers, found {json.dumps(v)[:40]}"
+                    what = "is missing (null)" if v is None else \
+                        f"expected a list of numbers, found {json.dumps(v)[:40]}"
                     raise PredictionFileError(self.path, what, line=int(lines[i]), column=name)
                 if k is None:
                     k = len(v)
