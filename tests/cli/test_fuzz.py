@@ -31,6 +31,8 @@ from sklearn.metrics import accuracy_score, brier_score_loss
 
 from clihelpers import run_inproc
 
+pytestmark = pytest.mark.filterwarnings("ignore:The y_prob values do not sum to one")  # the oracle's sklearn
+
 COUNTS: collections.Counter = collections.Counter()
 NUMBER = re.compile(r"[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)[ \t]*",
                     re.IGNORECASE)
