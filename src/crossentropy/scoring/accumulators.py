@@ -215,6 +215,7 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
             auc_scores, rank = x, None
         else:
             if spec.logits:
+                x = np.ascontiguousarray(x)  # row-major: the softmax's sums then add in one order whatever the source
                 logp = act.log_softmax(x, axis=-1)
                 probs = act.softmax(x, axis=-1)
                 if spec.compat == "sklearn":
@@ -225,14 +226,15 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
                 probs = x
                 if spec.compat is None:
                     loss = -np.log(x[idx, y])
-                else:
-                    loss = cce.categorical_cross_entropy(x, y, reduction="none", compat=spec.compat)
+                else:  # row-major, so that Keras's renormalisation adds in one order whatever the source
+                    loss = cce.categorical_cross_entropy(np.ascontiguousarray(x), y, reduction="none",
+                                                         compat=spec.compat)
             loss = np.asarray(loss, dtype=np.float64)
             pred = np.argmax(x, axis=1)
             p_true = probs[idx, y]
             conf = probs[idx, pred]
             conf_hit = pred == y
-            probs_t = np.ascontiguousarray(probs.T)  # per-class work reads whole contiguous columns
+            probs_t = probs.T if probs.T.flags.c_contiguous else np.ascontiguousarray(probs.T)  # class-major
             # Σ_k (p_k − [k = y])², one class at a time: a fixed order of additions per row.
             d = probs_t.copy()
             d[y, idx] -= 1.0

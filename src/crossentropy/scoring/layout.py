@@ -466,6 +466,12 @@ class Decoder:
     # -- predictions -----------------------------------------------------------------------
 
     def _scores(self, raw: RawChunk) -> np.ndarray:
+        """The chunk's predictions, checked: ``(n,)`` (binary) or ``(n, K)``.
+
+        Multi-class scores are built class-major — a ``(K, n)`` C-contiguous
+        array, of which the ``(n, K)`` result is the transposed view — since
+        the columns arrive one by one and most per-class work reads them whole.
+        """
         lay = self.lay
         if lay.list_column:
             x = raw.columns[lay.columns[0]]
@@ -475,23 +481,27 @@ class Decoder:
                 raise _err(self.path, f"the list has {x.shape[1]} values, expected {lay.n_classes}",
                            column=lay.columns[0], **raw.where(0))
             names = [lay.columns[0]] * x.shape[1]
+            xt = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
         else:
-            cols = [raw.columns[c] for c in lay.columns]
-            x = cols[0][:, None] if len(cols) == 1 else np.stack(cols, axis=1)
             names = lay.columns
-        x = np.asarray(x, dtype=np.float64)
-        nan = np.isnan(x)
-        if nan.any():
-            i, j = (int(t) for t in np.argwhere(nan)[0])
-            raise _err(self.path, "value is NaN", column=names[j], **raw.where(i))
+            xt = np.empty((len(names), raw.n), dtype=np.float64)
+            for j, c in enumerate(names):
+                xt[j] = raw.columns[c]
         if not lay.logits:
-            bad = (x < 0.0) | (x > 1.0)
-            if bad.any():
-                i, j = (int(t) for t in np.argwhere(bad)[0])
-                raise _err(self.path, f"probability {float(x[i, j])!r} is outside [0, 1] (if these are logits, pass "
-                                      "--logits)", column=names[j], **raw.where(i))
+            # One pass finds both NaN and values outside [0, 1] (a NaN fails both comparisons).
+            ok = xt >= 0.0
+            ok &= xt <= 1.0
+            if not ok.all():
+                j, i = (int(t) for t in np.argwhere(~ok)[0])
+                v = float(xt[j, i])
+                if math.isnan(v):
+                    raise _err(self.path, "value is NaN", column=names[j], **raw.where(i))
+                raise _err(self.path, f"probability {v!r} is outside [0, 1] (if these are logits, pass --logits)",
+                           column=names[j], **raw.where(i))
             if not lay.binary and self.unnormalized != "ignore":
-                s = x.sum(axis=1)
+                s = xt[0].copy()
+                for k in range(1, xt.shape[0]):  # a fixed order of additions per row
+                    s += xt[k]
                 off = np.abs(s - 1.0) > self.tol
                 if off.any():
                     i = int(np.flatnonzero(off)[0])
@@ -501,13 +511,18 @@ class Decoder:
                     if self.first_bad_sum is None:
                         self.first_bad_sum = (raw.where(i), float(s[i]))
                     self.bad_sums += int(np.count_nonzero(off))
-        elif not lay.binary:
-            pinf = np.isposinf(x)
-            if pinf.any():
-                i, j = (int(t) for t in np.argwhere(pinf)[0])
-                raise _err(self.path, "logit is +inf (the softmax of this row is undefined)", column=names[j],
-                           **raw.where(i))
-        return x[:, 0] if lay.binary else x
+        else:
+            nan = np.isnan(xt)
+            if nan.any():
+                j, i = (int(t) for t in np.argwhere(nan)[0])
+                raise _err(self.path, "value is NaN", column=names[j], **raw.where(i))
+            if not lay.binary:
+                pinf = np.isposinf(xt)
+                if pinf.any():
+                    j, i = (int(t) for t in np.argwhere(pinf)[0])
+                    raise _err(self.path, "logit is +inf (the softmax of this row is undefined)", column=names[j],
+                               **raw.where(i))
+        return xt[0] if lay.binary else xt.T
 
     # -- labels ----------------------------------------------------------------------------
 
@@ -640,7 +655,7 @@ class Decoder:
         by = self._text(raw, self.lay.by) if self.lay.by else None
         ids = self._text(raw, self.lay.id) if self.lay.id else None
         rows = np.arange(row_offset + raw.first_row, row_offset + raw.first_row + raw.n, dtype=np.int64)
-        return Batch(np.ascontiguousarray(x), y, w, rows, raw.lines, part, by, ids)
+        return Batch(x, y, w, rows, raw.lines, part, by, ids)
 
     def finish(self) -> list:
         """Warnings to show once the whole file has been read."""
