@@ -116,7 +116,7 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
         budget = MemoryBudget()
         specs = [spec_for(ds.layout, compat=compat, n_bins=n_bins, top_k=top_k, worst=worst, auc=auc, ci=ci,
                           replicates=replicates, seed=seed) for ds in dss]
-        accs = [(SlicedAccumulator(s, budget) if by else ScoreAccumulator(s, budget)) for s in specs]
+        accs = [(SlicedAccumulator(s, budget) if by else ScoreAccumulator(s, budget, threads=True)) for s in specs]
         streams = [_Stream(ds) for ds in dss]
         n = 0
         try:
@@ -153,6 +153,9 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
                 raise PredictionFileError(dss[0].name, "no data rows")
             reports = [acc.finalize(ds.layout.class_names, base) for acc, ds in zip(accs, dss)]
         finally:
+            for acc in accs:
+                if isinstance(acc, ScoreAccumulator):
+                    acc.close()
             budget.cleanup()
         models = [finish_report(r, ds, s) for r, ds, s in zip(reports, dss, specs)]
         comparison = []

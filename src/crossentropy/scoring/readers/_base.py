@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import PredictionFileError
 
-__all__ = ["MISSING", "RawChunk", "Coded", "NUMBER", "INTEGER", "parse_floats", "factorize", "check_names", "HEAD_ROWS",
+__all__ = ["arrow_numpy", "arrow_coded", "MISSING", "RawChunk", "Coded", "NUMBER", "INTEGER", "parse_floats", "factorize", "check_names", "HEAD_ROWS",
            "default_chunk_rows"]
 
 HEAD_ROWS = 1000  # the fixed sample that layout detection looks at
@@ -190,3 +190,47 @@ def check_names(path, names, line=None) -> None:
         if n in seen:
             raise PredictionFileError(path, f"column {n!r} appears twice in the header", line=line)
         seen.add(n)
+
+
+def arrow_numpy(arr) -> np.ndarray:
+    """A pyarrow (chunked) array of numbers or booleans without nulls, as a NumPy array.
+
+    Straight from Arrow's buffers: ``to_numpy`` would import pandas (most of
+    a second, and from the reader's thread it can abort the interpreter at
+    exit).  The caller checks ``null_count`` first.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    t = arr.type
+    if pa.types.is_boolean(t):
+        return arrow_numpy(pc.cast(arr, pa.uint8())).astype(bool)
+    dtype = _ARROW_DTYPES.get(str(t))
+    if dtype is None:
+        return np.asarray(arr.to_pylist())
+    parts = [np.frombuffer(c.buffers()[1], dtype=dtype, count=c.offset + len(c))[c.offset:] if len(c) else
+             np.empty(0, dtype=dtype) for c in chunks]
+    if not parts:
+        return np.empty(0, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+_ARROW_DTYPES = {n: np.dtype(n) for n in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                                          "float32", "float64")}
+_ARROW_DTYPES.update({"double": np.dtype("float64"), "float": np.dtype("float32"), "halffloat": np.dtype("float16")})
+
+
+def arrow_coded(arr) -> Coded:
+    """A pyarrow string (or dictionary) array as a :class:`Coded` column (values stripped; nulls as ``None``)."""
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    d = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
+    values = [None if v is None else str(v).strip(" \t") for v in d.dictionary.to_pylist()]
+    idx = d.indices
+    if idx.null_count:
+        values.append(None)
+        idx = idx.fill_null(len(values) - 1)
+    return Coded(arrow_numpy(idx).astype(np.int64), values)

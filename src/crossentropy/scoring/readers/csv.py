@@ -22,11 +22,13 @@ import csv
 import io
 import queue
 import threading
+import time
 
 import numpy as np
 
 from ..errors import PredictionFileError
-from ._base import HEAD_ROWS, INTEGER, NUMBER, Coded, RawChunk, check_names, factorize, parse_floats
+from ._base import (HEAD_ROWS, INTEGER, NUMBER, RawChunk, arrow_coded, arrow_numpy, check_names, factorize,
+                    parse_floats)
 from ._source import ByteSource, CorruptStream, fill_block
 
 __all__ = ["CsvReader", "sniff_delimiter", "DELIMITERS"]
@@ -364,7 +366,7 @@ class CsvReader:
         """The block through Arrow, or ``None`` when Python's parser must read it."""
         if last and block.count(b'"') % 2:
             return None  # maybe a quoted field cut by the end of the file: Python's parser says
-        if block.find(b"\r") >= 0 and block.count(b"\r") != block.count(b"\r\n"):
+        if b"\r" in block and block.count(b"\r") != block.count(b"\r\n"):
             return None  # lone CR line ends: Arrow splits lines there, we count \n
         if b"\n\n" in block or b"\n\r\n" in block or block.startswith((b"\n", b"\r\n")):
             return None  # blank lines: Arrow skips them and the line numbers would slip
@@ -390,9 +392,13 @@ class CsvReader:
             else:
                 types[name] = pa.string()
         try:
+            # One Arrow thread per block: the block is parsed in our reader thread while
+            # the previous one is scored (and Arrow's own pool, driven from a thread
+            # of ours, can abort the interpreter at exit).
             t = pacsv.read_csv(
                 pa.py_buffer(block),
-                read_options=pacsv.ReadOptions(column_names=self.names, block_size=1 << 20, use_threads=True),
+                read_options=pacsv.ReadOptions(column_names=self.names, block_size=len(block) + 1,
+                                               use_threads=False),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', double_quote=True,
                                                  escape_char=False, newlines_in_values=False,
                                                  ignore_empty_lines=True),
@@ -408,11 +414,9 @@ class CsvReader:
         for name in include:
             c = t.column(name)
             if pa.types.is_floating(c.type) or pa.types.is_integer(c.type):
-                cols[name] = c.to_numpy()
+                cols[name] = arrow_numpy(c)
             else:
-                d = c.combine_chunks().dictionary_encode()
-                cols[name] = Coded(d.indices.to_numpy(zero_copy_only=False),
-                                   [v.strip(" \t") for v in d.dictionary.to_pylist()])
+                cols[name] = arrow_coded(c)
         return RawChunk(cols, first_row, n, np.arange(line0, line0 + n, dtype=np.int64))
 
     def _use_arrow(self):
@@ -498,13 +502,16 @@ class CsvReader:
                     yield chunk
         finally:
             stop.set()
-            # Unblock a producer waiting on the full queue; a producer blocked on
-            # its input (a pipe) is a daemon thread and is left to the exit.
-            for _ in range(4):
+            # Let the producer finish before going on: a thread still inside Arrow
+            # when the interpreter exits aborts the process.  Keep the queue empty
+            # so that it is never blocked on it; one blocked on its input (a pipe
+            # that stays silent) is in Python code and left to the exit.
+            deadline = time.monotonic() + 10.0
+            while th.is_alive() and time.monotonic() < deadline:
                 try:
                     q.get_nowait()
                 except queue.Empty:
-                    break
+                    th.join(0.01)
 
     def close(self) -> None:
         self.source.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PredictionFileError
-from ._base import HEAD_ROWS, Coded, RawChunk, check_names, default_chunk_rows
+from ._base import HEAD_ROWS, RawChunk, arrow_coded, arrow_numpy, check_names, default_chunk_rows
 
 __all__ = ["ParquetReader"]
 
@@ -83,12 +83,14 @@ class ParquetReader:
 
     # -- columns ------------------------------------------------------------------------
 
+    def _first_null(self, arr) -> int:
+        return arr.is_null().to_pylist().index(True)
+
     def _list_matrix(self, arr, name, row):
         pa = self.pa
         import pyarrow.compute as pc
 
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-        lengths = np.where(np.isnan(lengths.astype(np.float64)), -1, lengths).astype(np.int64)
+        lengths = arrow_numpy(pc.list_value_length(arr).fill_null(-1)).astype(np.int64)
         k = int(lengths[0]) if len(lengths) else 0
         bad = np.flatnonzero(lengths != k)
         if bad.size:
@@ -97,11 +99,11 @@ class ParquetReader:
             raise PredictionFileError(self.path, f"the list {what}", row=row + i + 1, column=name)
         flat = arr.flatten()
         if flat.null_count:
-            i = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0]) // max(k, 1)
+            i = self._first_null(flat) // max(k, 1)
             raise PredictionFileError(self.path, "a value in the list is missing (null)", row=row + i + 1, column=name)
         if not (pa.types.is_integer(flat.type) or pa.types.is_floating(flat.type)):
             raise PredictionFileError(self.path, f"the list holds {flat.type}, not numbers", column=name)
-        return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(len(arr), k)
+        return np.asarray(arrow_numpy(flat), dtype=np.float64).reshape(len(arr), k)
 
     def _is_list(self, t):
         pa = self.pa
@@ -117,18 +119,14 @@ class ParquetReader:
             except PredictionFileError:
                 return np.array(arr.to_pylist(), dtype=object)
         if pa.types.is_dictionary(t):
+            if pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type):
+                return arrow_coded(arr)
             arr = arr.dictionary_decode()
             t = arr.type
         if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)) and not arr.null_count:
-            return arr.to_numpy(zero_copy_only=False)
+            return arrow_numpy(arr)
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            d = arr.dictionary_encode()
-            idx = d.indices.to_numpy(zero_copy_only=False)
-            values = [None if v is None else v.strip(" \t") for v in d.dictionary.to_pylist()]
-            if d.indices.null_count:
-                values.append(None)
-                idx = np.where(d.indices.is_null().to_numpy(zero_copy_only=False), len(values) - 1, idx)
-            return Coded(np.asarray(idx, dtype=np.int64), values)
+            return arrow_coded(arr)
         out = np.empty(len(arr), dtype=object)
         out[:] = arr.to_pylist()
         return out
@@ -147,9 +145,11 @@ class ParquetReader:
             if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
                 raise PredictionFileError(self.path, f"holds {t}, not numbers", column=name)
             if arr.null_count:
-                i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-                raise PredictionFileError(self.path, "is missing (null)", row=row + i + 1, column=name)
-            return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+                raise PredictionFileError(self.path, "is missing (null)", row=row + self._first_null(arr) + 1,
+                                          column=name)
+            if pa.types.is_decimal(t):
+                return np.array(arr.to_pylist(), dtype=np.float64)
+            return np.asarray(arrow_numpy(arr), dtype=np.float64)
         return self._raw(arr, name, row)
 
     def close(self) -> None:
