@@ -104,6 +104,32 @@ def _limbs(x: np.ndarray):
     return pos, y0 * sign, y1 * sign, y2 * sign
 
 
+_BLAS_LIMIT = None
+
+
+def _small_matmul(L: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``(L.T @ w)`` as int64, for a few limb columns against the (rows, B) weights.
+
+    The product is small (~1000 x 1024 x a dozen), where a multi-threaded BLAS
+    only spins: on a busy machine it is ten times slower than one thread.  So
+    BLAS runs on one thread here (threadpoolctl, when installed; else NumPy's
+    own loops).  Exact either way: every partial sum is an integer below 2^53.
+    """
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_LIMIT = ThreadpoolController()
+        except Exception:  # not installed (or no BLAS found): NumPy's einsum, no BLAS
+            _BLAS_LIMIT = False
+    wf = w.astype(np.float64)
+    if _BLAS_LIMIT:
+        with _BLAS_LIMIT.limit(limits=1, user_api="blas"):
+            return (L.T @ wf).astype(np.int64)
+    return np.einsum("ij,ik->jk", L, wf).astype(np.int64)
+
+
 class ReplicateSums(SlotState):
     """Exact Poisson-bootstrap sums ``Σ_i w(i, b)·X[i, k]`` for each replicate ``b`` and statistic ``k``.
 
@@ -153,7 +179,6 @@ class ReplicateSums(SlotState):
 
     def _add_block(self, w: np.ndarray, X: np.ndarray) -> None:
         self._count += w.sum(axis=0, dtype=np.int64)
-        wf = w.astype(np.float64)
         finite = np.isfinite(X)
         if not finite.all():
             for k in range(self.n_stats):
@@ -165,21 +190,29 @@ class ReplicateSums(SlotState):
                     self._nan[k] += w[bad][np.isnan(xb)].sum(axis=0, dtype=np.int64)
             X = np.where(finite, X, 0.0)
         n = X.shape[0]
+        # One matrix of limbs for every statistic, side by side: (n, Σ widths).
+        parts, spans = [], []
+        idx = np.arange(n)
         for k in range(self.n_stats):
             pos, l0, l1, l2 = _limbs(X[:, k])
-            pmin, pmax = int(pos.min()), int(pos.max())
-            width = pmax - pmin + 3
+            pmin = int(pos.min())
+            width = int(pos.max()) - pmin + 3
             L = np.zeros((n, width), dtype=np.float64)
-            idx = np.arange(n)
             c = pos - pmin
             L[idx, c] += l0
             L[idx, c + 1] += l1
             L[idx, c + 2] += l2
-            # Small integers times limbs < 2^28, summed over <= 1024 rows: exact in float64.
-            R = (L.T @ wf).astype(np.int64)  # (width, B)
+            parts.append(L)
+            spans.append((pmin, width))
+        # Small integers times limbs < 2^28, summed over <= 1024 rows: exact in float64,
+        # whatever order the product adds in.
+        R = _small_matmul(np.concatenate(parts, axis=1), w)  # (Σ widths, B)
+        at = 0
+        for k, (pmin, width) in enumerate(spans):
             self._widen(pmin, pmin + width - 1)
             c0 = pmin - self._base
-            self._state[k, c0:c0 + width] += R
+            self._state[k, c0:c0 + width] += R[at:at + width]
+            at += width
 
     def _fold(self) -> None:
         totals = self._array_totals()
