@@ -25,11 +25,12 @@ from __future__ import annotations
 import numpy as np
 
 from .accumulators import Batch, ScoreAccumulator, ScoreSpec, SlicedAccumulator
+from .compare import compare_datasets
 from .dataset import Predictions, score_dataset
 from .errors import PredictionFileError
 from .exact import ExactSums
 
-__all__ = ["PredictionFileError", "Predictions", "score_dataset", "score_arrays", "ScoreSpec", "ScoreAccumulator",
+__all__ = ["PredictionFileError", "Predictions", "score_dataset", "compare_datasets", "score_arrays", "ScoreSpec", "ScoreAccumulator",
            "SlicedAccumulator", "Batch", "ExactSums"]
 
 

@@ -11,6 +11,18 @@ weights of a row are the same for every model (they depend only on the
 seed, the row and the replicate; see :mod:`.bootstrap`), so each replicate
 compares the models on the same resample.  The p-value is two-sided, from the
 replicate differences re-centred on 0 (:func:`~.bootstrap.paired_p_value`).
+
+>>> import os, tempfile
+>>> d = tempfile.mkdtemp()
+>>> a, b = os.path.join(d, "a.csv"), os.path.join(d, "b.csv")
+>>> _ = open(a, "w").write("label,p\\n1,0.9\\n0,0.2\\n1,0.7\\n0,0.4\\n")
+>>> _ = open(b, "w").write("label,p\\n1,0.6\\n0,0.4\\n1,0.6\\n0,0.5\\n")
+>>> r = compare_datasets([a, b], replicates=200)
+>>> [round(m["cross_entropy"]["nats"], 4) for m in r["models"]]
+[0.299, 0.5564]
+>>> c = r["comparison"][0]["cross_entropy_nats"]
+>>> round(c["difference"], 4), c["ci"][0] < c["difference"] < c["ci"][1]
+(0.2574, True)
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ import numpy as np
 
 from .accumulators import Batch
 from .errors import PredictionFileError
-from .readers._base import MISSING, NUMBER, Coded, RawChunk
+from .readers._base import MISSING, NUMBER, Coded, RawChunk, token_problem
 
 __all__ = ["Layout", "LayoutOptions", "detect_layout", "Decoder", "LABEL_NAMES", "WEIGHT_NAMES"]
 
@@ -266,8 +266,12 @@ def _sample_scores(path, head, columns, is_list):
             raise _err(path, "a list column cannot be one of several prediction columns", column=c)
         if not _is_numeric(a):
             i, bad = _first_non_number(a)
-            what = "missing key" if bad is MISSING else "is missing" if bad is None or (
-                isinstance(bad, str) and not bad.strip()) else f"{bad!r} is not a number"
+            if bad is MISSING:
+                what = "missing key"
+            elif isinstance(bad, str) and isinstance(a, Coded):
+                what = token_problem(bad)  # a text token: the reader's own words (and hints)
+            else:
+                what = "is missing" if bad is None else f"{bad!r} is not a number"
             raise _err(path, what, column=c, **head.where(i))
         cols.append(a.astype(np.float64))
     return np.stack(cols, axis=1) if cols else np.empty((0, 0))
