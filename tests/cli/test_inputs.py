@@ -156,9 +156,11 @@ def test_arrow_and_python_parsers_give_the_same_report(cli, tmp_path):
     path = tmp_path / "awkward.csv"
     _awkward_csv(path, 40000, 14)
     assert path.stat().st_size > (1 << 20)  # large enough for the Arrow path under 'auto'
-    outs = [cli("score", path, "--json", "--csv-engine", e, *c).out
+    runs = [cli("score", path, "--json", "--csv-engine", e, *c)
             for e, c in (("arrow", ()), ("python", ()), ("auto", ("--chunk-rows", "777")),
                          ("arrow", ("--chunk-rows", "50")))]
+    assert [r.rc for r in runs] == [0, 0, 0, 0], [r.err[-500:] for r in runs]  # no abort at exit either
+    outs = [r.out for r in runs]
     assert outs[0] and all(o == outs[0] for o in outs[1:])
     rep = json.loads(outs[0])
     assert rep["n_samples"] == 40000 and rep["detected"]["classes"] == ["cat", "dog", "emu"]
