@@ -21,12 +21,12 @@ that: for the positives and for the negatives, sorted runs of the distinct
 * **Bounded memory.**  Each chunk becomes a sorted run; runs are merged
   (compacted) as they accumulate, and when the in-memory entries exceed the
   budget (``CROSSENTROPY_ROC_MEMORY`` bytes, default 32 MiB, shared by every
-  table of a report) the largest table's compacted run is spilled to a
-  temporary ``.npy`` file.  The final pass merges the runs range by range
-  (split points from the runs' own quantiles), reading each spilled run
-  through a memory map, so memory stays within the budget and temporary disk
-  holds 8 bytes (16 weighted; +1 to 8 for repeated values) per distinct
-  (score, weight) pair.
+  table of a report) the largest table's runs are merged into one and
+  written to a temporary file, keeping only every 4096th key in memory.  The
+  final pass reads every run once, front to back, a key range at a time
+  (split points from the runs' own keys), with plain reads, so memory stays
+  within the budget and temporary disk holds 8 bytes (16 weighted; plus 1 to
+  8 for repeated values) per distinct (score, weight) pair.
 * **Mergeable and picklable.**  :meth:`merge` adopts the other table's runs;
   pickling loads spilled runs back into the state (a Dask worker ships them).
 
@@ -105,70 +105,129 @@ def default_budget() -> MemoryBudget:
     return _shared_budget
 
 
+_INDEX_STEP = 4096  # a spilled run keeps every 4096th key in memory, to find where a key range starts
+
+
 class _Run:
     """One sorted run of one class's scores: ``keys`` ascending, unique per (key, weight).
 
     ``w`` is ``None`` for unweighted tables (every row weighs 1); ``counts``
     is ``None`` when every entry is one row (distinct scores, the common case)
-    or the number of rows with that (key, weight).  A spilled run keeps the
-    folder of its ``.npy`` files instead of the arrays.
+    or the number of rows with that (key, weight).  A spilled run keeps its
+    arrays in raw files in ``path`` and, in memory, only every
+    ``_INDEX_STEP``-th key and its totals; it is read back front to back, by
+    plain reads (a memory map would count the file's pages it touches — a
+    binary search touches many — as resident memory).
     """
 
-    __slots__ = ("keys", "w", "counts", "path", "n")
+    __slots__ = ("keys", "w", "counts", "path", "n", "index", "dtypes", "rows", "weight")
 
     def __init__(self, keys, w=None, counts=None):
         self.keys, self.w, self.counts, self.path = keys, w, counts, None
         self.n = int(keys.size)
+        self.index = self.dtypes = None
+        self.rows = self.weight = None
 
     def nbytes(self) -> int:
         if self.path is not None:
             return 0
         return sum(a.nbytes for a in (self.keys, self.w, self.counts) if a is not None)
 
-    def arrays(self, mmap=True):
-        """``(keys, w, counts)``, memory-mapped when spilled."""
+    def _read(self, name, start, stop):
+        dt = self.dtypes.get(name)
+        if dt is None:
+            return None
+        dt = np.dtype(dt)
+        with open(os.path.join(self.path, name + ".bin"), "rb") as f:
+            return np.fromfile(f, dtype=dt, count=stop - start, offset=start * dt.itemsize)
+
+    def arrays(self):
+        """``(keys, w, counts)`` (read from disk when spilled)."""
         if self.path is None:
             return self.keys, self.w, self.counts
-        out = []
-        for name in ("keys", "w", "counts"):
-            f = os.path.join(self.path, name + ".npy")
-            out.append(np.load(f, mmap_mode="r" if mmap else None) if os.path.exists(f) else None)
-        return tuple(out)
+        return tuple(self._read(name, 0, self.n) for name in ("keys", "w", "counts"))
+
+    def sample_keys(self):
+        """About 256 keys spread over the run (for choosing key ranges), without reading it."""
+        if self.path is not None:
+            return self.index
+        return self.keys[::max(self.n // 256, 1)]
 
     def total(self, weighted: bool):
         """The run's rows (int) or weight (float, exact) in total."""
-        k, w, c = self.arrays()
-        if not weighted:
-            return int(k.shape[0]) if c is None else int(np.asarray(c, dtype=np.int64).sum())
-        ww = np.asarray(w) if c is None else np.asarray(w) * np.asarray(c)
-        return math.fsum(ww.tolist())
+        if self.path is not None:
+            return self.weight if weighted else self.rows
+        return _totals(self.keys, self.w, self.counts, weighted)
 
     def spill(self, folder: str) -> None:
         if self.path is not None:
             return
         d = tempfile.mkdtemp(dir=folder)
+        self.dtypes = {}
         for name in ("keys", "w", "counts"):
             a = getattr(self, name)
             if a is not None:
-                np.save(os.path.join(d, name + ".npy"), a)
+                a.tofile(os.path.join(d, name + ".bin"))
+                self.dtypes[name] = a.dtype.str
+        self.rows = _totals(self.keys, self.w, self.counts, False)
+        self.weight = _totals(self.keys, self.w, self.counts, True) if self.w is not None else None
+        self.index = self.keys[::_INDEX_STEP].copy()
         self.path = d
         self.keys = self.w = self.counts = None
 
     def load(self) -> None:
         if self.path is not None:
-            k, w, c = (None if a is None else np.array(a) for a in self.arrays(mmap=False))
+            k, w, c = self.arrays()
             shutil.rmtree(self.path, ignore_errors=True)
             self.keys, self.w, self.counts, self.path = k, w, c, None
+            self.index = self.dtypes = None
 
-    def piece(self, lo, hi) -> "_Run | None":
-        """The entries with ``lo <= key < hi`` (``None`` bounds are open), in memory."""
-        k, w, c = self.arrays()
-        a = 0 if lo is None else int(np.searchsorted(k, lo, side="left"))
-        b = k.shape[0] if hi is None else int(np.searchsorted(k, hi, side="left"))
-        if b <= a:
+    def reader(self):
+        return _RunReader(self)
+
+
+def _totals(k, w, c, weighted):
+    if not weighted:
+        return int(k.shape[0]) if c is None else int(c.sum(dtype=np.int64))
+    ww = w if c is None else w * c
+    return math.fsum(ww.tolist())
+
+
+class _RunReader:
+    """Reads a run front to back in key ranges: ``take(hi)`` gives the entries below ``hi`` not yet taken."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.pos = 0  # entries consumed
+
+    def take(self, hi) -> "_Run | None":
+        r = self.run
+        if self.pos >= r.n:
             return None
-        return _Run(np.asarray(k[a:b]), None if w is None else np.asarray(w[a:b]),
-                    None if c is None else np.asarray(c[a:b]))
+        if r.path is None:
+            k = r.keys
+            b = r.n if hi is None else int(np.searchsorted(k, hi, side="left"))
+            a, self.pos = self.pos, max(b, self.pos)
+            if b <= a:
+                return None
+            return _Run(k[a:b], None if r.w is None else r.w[a:b], None if r.counts is None else r.counts[a:b])
+        # Spilled: read up to the index block that holds hi, then cut exactly.
+        if hi is None:
+            stop = r.n
+        else:
+            j = int(np.searchsorted(r.index, hi, side="left"))
+            stop = min(j * _INDEX_STEP, r.n)
+        if stop <= self.pos:
+            return None
+        keys = r._read("keys", self.pos, stop)
+        b = keys.size if hi is None else int(np.searchsorted(keys, hi, side="left"))
+        if b == 0:
+            return None
+        a = self.pos
+        self.pos = a + b
+        w = r._read("w", a, a + b)
+        c = r._read("counts", a, a + b)
+        return _Run(keys[:b], w, c)
 
 
 def _canonical(keys, w=None, counts=None) -> _Run:
@@ -326,25 +385,26 @@ class RocTable:
     # -- reading ------------------------------------------------------------------------
 
     def _ranges(self):
-        """Key ranges ``[lo, hi)`` of about ``budget / 32`` entries each (their merge needs ~24 bytes an entry)."""
+        """Key ranges ``[lo, hi)`` of about ``budget / 128`` entries each (merging a range needs ~50 bytes an entry)."""
         runs = self.runs[0] + self.runs[1]
         total = sum(r.n for r in runs)
-        per = max(self.budget.nbytes // 32, 1 << 14)
+        per = max(self.budget.nbytes // 128, 1 << 14)
         if total <= per:
-            return [(None, None)]
-        samples = [np.asarray(r.arrays()[0][::max(r.n // 256, 1)]) for r in runs]
-        pts = np.unique(np.concatenate(samples))
+            return [None]
+        pts = np.unique(np.concatenate([np.asarray(r.sample_keys()) for r in runs]))
         n_ranges = -(-total // per)
-        cuts = np.unique(pts[np.linspace(0, pts.size - 1, n_ranges + 1).astype(np.int64)[1:-1]]).tolist()
-        bounds = [None] + cuts + [None]
-        return list(zip(bounds, bounds[1:]))
+        return np.unique(pts[np.linspace(0, pts.size - 1, n_ranges + 1).astype(np.int64)[1:-1]]).tolist() + [None]
 
     def _pieces(self):
-        """Per key range, in ascending order: the positives' and negatives' distinct keys and totals."""
-        for lo, hi in self._ranges():
+        """Per key range, in ascending order: the positives' and negatives' distinct keys and totals.
+
+        Every run is read once, front to back, a range at a time.
+        """
+        readers = [[r.reader() for r in side] for side in self.runs]
+        for hi in self._ranges():
             out = []
-            for side in self.runs:
-                parts = [p for p in (r.piece(lo, hi) for r in side) if p is not None]
+            for side in readers:
+                parts = [p for p in (rd.take(hi) for rd in side) if p is not None]
                 if not parts:
                     out.append((np.empty(0), np.empty(0, dtype=np.float64 if self.weighted else np.int64)))
                     continue
