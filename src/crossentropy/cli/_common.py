@@ -179,8 +179,12 @@ def write_outputs(items) -> None:
                 fh.write(data)
         elif target.kind == "stdout":
             sys.stdout.flush()
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            buf = getattr(sys.stdout, "buffer", None)
+            if buf is None:  # a text-only stream (a doctest, an IDE console): the reports are UTF-8 text
+                sys.stdout.write(data.decode("utf-8"))
+            else:
+                buf.write(data)
+                buf.flush()
 
 
 # ---------------------------------------------------------------------------------------------
