@@ -65,3 +65,71 @@ def make_multiclass(n=500, k=4, seed=0, zero_rows=0):
     p /= p.sum(axis=1, keepdims=True)
     y = rng.integers(0, k, size=n)
     return p, z, y
+
+
+def write_csv(path, y, p, prefix="p", sep=",", extra=None):
+    """A CSV with a ``label`` column and ``{prefix}{j}`` prediction columns (``extra``: more named columns)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 1:
+        p = p[:, None]
+        names = [prefix]
+    else:
+        names = [f"{prefix}{j}" for j in range(p.shape[1])]
+    extra = extra or {}
+    with open(path, "w") as f:
+        f.write(sep.join(["label"] + names + list(extra)) + "\n")
+        for i, (t, row) in enumerate(zip(y, p)):
+            cells = [str(t if isinstance(t, str) else int(t))] + [repr(float(v)) for v in row]
+            cells += [str(v[i]) for v in extra.values()]
+            f.write(sep.join(cells) + "\n")
+    return path
+
+
+def reference_ece(conf, hit, bins=10, weights=None):
+    """ECE and MCE with scikit-learn's bins (``calibration_curve``: a value on an inner edge goes to the lower bin)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    hit = np.asarray(hit, dtype=np.float64)
+    w = np.ones_like(conf) if weights is None else np.asarray(weights, dtype=np.float64)
+    b = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], conf)
+    total, worst = 0.0, 0.0
+    for i in range(bins):
+        m = (b == i) & (w > 0)
+        if m.any():
+            gap = abs(np.average(hit[m], weights=w[m]) - np.average(conf[m], weights=w[m]))
+            total += w[m].sum() / w.sum() * gap
+            worst = max(worst, gap)
+    return total, worst
+
+
+def softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_inproc(args):
+    """Run ``crossentropy ARGS`` in this process (fast, for fuzzing); same exit codes and streams."""
+    import io
+
+    from crossentropy.cli import main
+
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    err = io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        rc = main([str(a) for a in args])
+    finally:
+        try:
+            out.flush()
+        except ValueError:
+            pass
+        sys.stdout, sys.stderr = old
+
+    class R:
+        pass
+    r = R()
+    r.rc, r.out, r.err = rc, raw.getvalue().decode("utf-8", "replace"), err.getvalue()
+    r.json = lambda: json.loads(r.out)
+    return r

@@ -56,7 +56,7 @@ def test_probs_flag_rejects_logits_with_location(cli, tmp_path):
 
 def test_missing_and_unreadable(cli, tmp_path):
     assert_clean_error(cli("score", tmp_path / "nope.csv"), "nope.csv", "no such file")
-    assert_clean_error(cli("score", tmp_path), "is a directory")
+    assert_clean_error(cli("score", tmp_path), "holds no prediction files")
     bad = tmp_path / "x.parquet"
     bad.write_bytes(b"not parquet at all")
     assert_clean_error(cli("score", bad), "x.parquet", "not a readable Parquet file")

@@ -9,24 +9,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
-from clihelpers import assert_clean_error, make_multiclass, png_size  # tests/cli/conftest.py puts it on sys.path
+from clihelpers import make_multiclass, png_size, reference_ece  # on sys.path: conftest.py
 from crossentropy.cli.score import example_path
-from crossentropy.metrics import ScoreAccumulator, score_arrays
+from crossentropy.scoring import Batch, ScoreAccumulator, ScoreSpec, score_arrays
 
 
 def _load_digits_example():
     d = np.loadtxt(example_path("digits"), delimiter=",", skiprows=1)
     return d[:, 1:], d[:, 0].astype(int)
-
-
-def _ece(conf, hit, bins=10):
-    b = np.minimum((conf * bins).astype(int), bins - 1)
-    total = 0.0
-    for i in range(bins):
-        m = b == i
-        if m.any():
-            total += m.sum() / len(conf) * abs(hit[m].mean() - conf[m].mean())
-    return total
 
 
 def _write_csv(path, y, p, prefix="p", sep=","):
@@ -57,7 +47,9 @@ def test_default_command_scores_bundled_example_like_sklearn(cli):
         assert c["loss_nats"] == pytest.approx(per[m].mean(), rel=1e-12)
         assert c["accuracy"] == pytest.approx((pred[m] == y[m]).mean())
     conf = p.max(axis=1)
-    assert rep["calibration"]["ece"] == pytest.approx(_ece(conf, (pred == y).astype(float)), abs=1e-12)
+    ece, mce = reference_ece(conf, pred == y)
+    assert rep["calibration"]["ece"] == pytest.approx(ece, abs=1e-12)
+    assert rep["calibration"]["mce"] == pytest.approx(mce, abs=1e-12)
     assert sum(b["count"] for b in rep["calibration"]["bins"]) == len(y)
     order = sorted(range(len(y)), key=lambda i: (-per[i], i))[:5]
     assert [w["row"] for w in rep["worst"]] == [i + 1 for i in order]
@@ -91,7 +83,7 @@ def test_binary_example_logits(cli):
     assert rep["base_rate"] == br
     hb = -(br * math.log(br) + (1 - br) * math.log(1 - br))
     assert rep["normalized_cross_entropy"] == pytest.approx(rep["cross_entropy"]["nats"] / hb, rel=1e-13)
-    assert rep["calibration"]["ece"] == pytest.approx(_ece(p1, (y == 1).astype(float)), abs=1e-12)
+    assert rep["calibration"]["ece"] == pytest.approx(reference_ece(p1, y == 1)[0], abs=1e-12)
 
 
 FORMATS = ["csv", "tsv", "parquet", "parquet-list", "npy", "npz", "npz-compressed", "jsonl", "jsonl-list"]
@@ -159,15 +151,16 @@ def test_result_identical_for_any_chunk_size(cli, tmp_path):
 
 def test_accumulators_merge_exactly():
     p, z, y = make_multiclass(n=1000, k=5, seed=3)
-    whole = ScoreAccumulator(5)
-    whole.update_scores(z, y, logits=True)
-    parts = [ScoreAccumulator(5) for _ in range(3)]
+    spec = ScoreSpec(n_classes=5, logits=True, ci=0.9, replicates=50, seed=4)
+    whole = ScoreAccumulator(spec)
+    whole.update(Batch(z, y))
+    parts = [ScoreAccumulator(spec) for _ in range(3)]
     cuts = [0, 123, 640, 1000]
     for a, (s, e) in zip(parts, zip(cuts, cuts[1:])):
-        a.update_scores(z[s:e], y[s:e], logits=True, rows=np.arange(s + 1, e + 1))
+        a.update(Batch(z[s:e], y[s:e], rows=np.arange(s, e)))
     parts[2].merge(parts[0])  # any order
     parts[2].merge(parts[1])
-    assert parts[2].result() == whole.result()
+    assert parts[2].finalize() == whole.finalize()
 
 
 def test_logits_detected_by_range_and_class_name_columns(cli, tmp_path):

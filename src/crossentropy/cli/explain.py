@@ -28,6 +28,7 @@ cross-entropy (nats)            = 0.3490
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 
@@ -37,7 +38,7 @@ from .. import activations as _act
 from .. import binary as _binary
 from .. import categorical as _categorical
 from .._grad import value_and_grad
-from ._common import CLIError, OutputFiles, need_matplotlib, parse_base
+from ._common import CLIError, OutputTarget, need_matplotlib, parse_base, write_outputs
 
 __all__ = ["add_parser", "run", "STUDENTS", "FRUIT"]
 
@@ -80,7 +81,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scores", metavar="S", help="linear scores instead of probabilities (sigmoid/softmax)")
     p.add_argument("--labels", metavar="Y", help="binary: 0/1 per sample; categorical: class index or name per row")
     p.add_argument("--classes", metavar="NAMES", help="categorical class names 'orange,apple,lemon'")
-    p.add_argument("--base", default="10", metavar="B", help="logarithm base: 10 (default, as the tutorial), e, 2")
+    p.add_argument("--base", default="10", metavar="B",
+                   help="logarithm base of the losses shown (as in 'score --base'): 10 (default here, as the "
+                        "tutorial computes), e (nats), 2 (bits), or any number > 0 other than 1")
     p.add_argument("--plot", metavar="FILE.png", help="plot -log(p) with the samples marked (descent: the moving "
                                                        "decision line)")
     p.add_argument("--steps", type=int, default=80, metavar="N", help="descent: gradient steps (default 80)")
@@ -151,8 +154,9 @@ def run(args) -> int:
     if topic in ("tutorial", "descent") and (args.probs or args.scores or args.labels):
         raise CLIError(f"'{topic}' uses the tutorial's numbers; for your own use 'binary' or 'categorical'")
     plt = need_matplotlib() if args.plot else None
-    if args.plot and not args.plot.lower().endswith(".png"):
+    if args.plot and not (args.plot == "-" or args.plot.lower().endswith(".png")):
         raise CLIError(f"--plot writes PNG; name the file *.png (got {args.plot!r})")
+    target = OutputTarget(args.plot, "--plot") if args.plot else None
     out = []
     marks = []  # (label, [p_true...]) for the plot
     if topic == "tutorial":
@@ -210,12 +214,12 @@ def run(args) -> int:
                                      b, logname, unit, None)
         marks.append(("samples", ptrue))
     else:
-        return _descent(args, b, logname, unit, plt)
+        return _descent(args, b, logname, unit, plt, target)
     text = "\n".join(out) + "\n"
-    with OutputFiles() as files:
-        if args.plot:
-            _plot_curve(plt, marks, b, logname, files.temp(args.plot))
-        files.commit()
+    if target is not None:
+        png = io.BytesIO()
+        _plot_curve(plt, marks, b, logname, png)
+        write_outputs([(target, png.getvalue())])
     sys.stdout.write(text)
     return 0
 
@@ -383,7 +387,7 @@ def _plot_curve(plt, marks, b, logname, path):
 # descent
 # ---------------------------------------------------------------------------------------------
 
-def _descent(args, b, logname, unit, plt) -> int:
+def _descent(args, b, logname, unit, plt, target) -> int:
     if args.steps < 1 or args.steps > 100000 or not (args.lr > 0 and math.isfinite(args.lr)):
         raise CLIError("--steps must be in 1..100000 and --lr a positive number")
     X, y = DESCENT_X, DESCENT_Y
@@ -420,10 +424,10 @@ def _descent(args, b, logname, unit, plt) -> int:
     out.append(f"Start: {first[2]} misclassified, loss {first[1]:.4f}.  End: {last[2]} misclassified, "
                f"loss {last[1]:.4f}.")
     text = "\n".join(out) + "\n"
-    with OutputFiles() as files:
-        if args.plot:
-            _plot_descent(plt, X, y, lines, history, unit, files.temp(args.plot))
-        files.commit()
+    if target is not None:
+        png = io.BytesIO()
+        _plot_descent(plt, X, y, lines, history, unit, png)
+        write_outputs([(target, png.getvalue())])
     sys.stdout.write(text)
     return 0
 

@@ -1,4 +1,8 @@
-"""``crossentropy score``: cross-entropy and friends for a prediction file of any size.
+"""``crossentropy score``: the report a data scientist expects, for a prediction file of any size.
+
+One file (or ``-``, a directory of parts, a quoted glob) gives its report;
+several files give each model's report side by side with paired bootstrap
+tests against the first.  See ``docs/cli.md``.
 
 >>> from crossentropy.cli import main
 >>> main(["score", "--json", "--worst", "0"])  # doctest: +ELLIPSIS
@@ -10,17 +14,18 @@
 
 from __future__ import annotations
 
-import json
+import io
 import math
 import os
 import sys
 from importlib import resources
 
-from ..io import DEFAULT_CHUNK_ROWS, FORMATS, PredictionFile
-from ..metrics import ScoreAccumulator
-from ._common import CLIError, OutputFiles, Progress, json_ready, need_matplotlib, parse_base
+from ._common import CLIError, OutputTarget, Progress, need_matplotlib, parse_base, write_outputs
 
-__all__ = ["add_parser", "run", "EXAMPLES", "example_path", "render_text"]
+__all__ = ["add_parser", "run", "EXAMPLES", "example_path", "INPUT_FORMATS", "REPORT_FORMATS"]
+
+INPUT_FORMATS = ("csv", "tsv", "parquet", "npy", "npz", "jsonl")
+REPORT_FORMATS = ("text", "json", "md", "html")
 
 # Bundled examples: held-out predictions of real models (scripts/make_example.py).
 EXAMPLES = {
@@ -42,14 +47,20 @@ def example_path(name: str) -> str:
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "score", help="score a prediction file (the bundled example when no file is given)",
-        description="Cross-entropy (nats, bits), perplexity, accuracy, per-class loss, worst samples and calibration "
-                    "of a prediction file, streamed in bounded memory. Formats: " + ", ".join(FORMATS) + ".")
-    p.add_argument("file", nargs="?", help="prediction file; omitted: the bundled example (see --example)")
+        "score", help="score prediction files (the bundled example when none is given)",
+        description="Cross-entropy (nats, bits), perplexity, accuracy, top-k accuracy, Brier score, ROC AUC, "
+                    "calibration (ECE, MCE, class-wise), per-class precision/recall/F1, confusion matrix, worst "
+                    "samples, bootstrap confidence intervals and slices, streamed in bounded memory. Several files: "
+                    "the models compared on the same rows, with paired bootstrap tests against the first. "
+                    "Inputs: " + ", ".join(INPUT_FORMATS) + " (gzip/bz2/xz/zstd too), '-' for stdin, a directory "
+                    "or a quoted glob of part files.")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="prediction file(s); none: the bundled example (see --example); two or more: compare models")
     p.add_argument("--example", choices=sorted(EXAMPLES), default=None,
                    help="score a bundled example instead of a file (default with no file: digits)")
     g = p.add_argument_group("layout (detected when not given; the report says what was detected)")
-    g.add_argument("--format", choices=FORMATS, help="file format (default: from the extension or the content)")
+    g.add_argument("--input-format", choices=INPUT_FORMATS, dest="input_format",
+                   help="file format (default: from the extension or the content)")
     g.add_argument("--label", metavar="COLUMN", help="label column")
     g.add_argument("--columns", metavar="C1,C2,...", help="prediction columns in class order, or one list column")
     kind = g.add_mutually_exclusive_group()
@@ -58,7 +69,11 @@ def add_parser(sub) -> None:
                       help="predictions are probabilities")
     g.add_argument("--classes", metavar="N1,N2,...", help="class names in column order (multi-class)")
     g.add_argument("--positive", metavar="VALUE", help="label value of class 1 (binary)")
-    g.add_argument("--delimiter", metavar="CHAR", help="CSV field separator (default ',' or tab for .tsv)")
+    g.add_argument("--weight", metavar="COLUMN",
+                   help="sample-weight column (default: a column named weight or sample_weight; 'none' ignores it)")
+    g.add_argument("--by", metavar="COLUMN", help="also report each slice of the rows by the values of COLUMN")
+    g.add_argument("--delimiter", metavar="CHAR",
+                   help="CSV field separator (default: sniffed among , ; tab |; 'tab' for a tab)")
     g.add_argument("--unnormalized", choices=("warn", "error", "ignore"), default="warn",
                    help="multi-class probability rows not summing to 1: warn (default), error or ignore")
     g.add_argument("--sum-tolerance", type=float, default=1e-6, metavar="TOL",
@@ -67,15 +82,31 @@ def add_parser(sub) -> None:
     r.add_argument("--compat", choices=("exact", "sklearn", "keras"), default="exact",
                    help="exact -log p (default); sklearn: clip at the dtype's eps like sklearn.metrics.log_loss; "
                         "keras: clip at 1e-7 (and renormalise rows) like Keras")
-    r.add_argument("--base", default=None, metavar="B", help="also report the loss in base B (e.g. 10)")
+    r.add_argument("--base", default=None, metavar="B",
+                   help="logarithm base of the losses shown (as in 'explain --base'): e (nats, the default here), "
+                        "2 (bits), 10, or any number > 0 other than 1; JSON always has nats and bits")
     r.add_argument("--bins", type=int, default=10, metavar="N", help="calibration bins (default 10)")
     r.add_argument("--worst", type=int, default=5, metavar="K", help="list the K worst samples (default 5)")
-    r.add_argument("--json", action="store_true", help="print the report as JSON")
+    r.add_argument("--top-k", metavar="K1,K2,...", help="top-k accuracies to report (default 2,3,5 below the "
+                                                        "number of classes)")
+    r.add_argument("--no-auc", dest="auc", action="store_false",
+                   help="skip ROC AUC (saves the sorting and the temporary disk it needs on huge files)")
+    r.add_argument("--ci", type=float, default=None, metavar="LEVEL",
+                   help="bootstrap confidence intervals at this level (e.g. 0.95) for cross-entropy, accuracy and "
+                        "Brier; default for model comparison: 0.95")
+    r.add_argument("--replicates", type=int, default=1000, metavar="B", help="bootstrap replicates (default 1000)")
+    r.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
+    r.add_argument("--format", dest="report_format", metavar="{text,json,md,html}",
+                   help="report format: text (default), json, md (Markdown) or html (one self-contained file)")
+    r.add_argument("--json", action="store_true", help="print the report as JSON (same as --format json)")
     r.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
-    r.add_argument("--plot", metavar="FILE.png", help="write a reliability diagram and loss histogram")
+    r.add_argument("--plot", metavar="FILE.png", help="write a reliability diagram and loss histogram (PNG)")
     x = p.add_argument_group("streaming")
-    x.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
-                   help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS}); the result does not depend on it")
+    x.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="rows per chunk (default: about a million values); the result does not depend on it")
+    x.add_argument("--csv-engine", choices=("auto", "arrow", "python"), default="auto",
+                   help="CSV parser: auto (Arrow for files over 1 MiB when pyarrow is installed), arrow or python; "
+                        "the result does not depend on it")
     pg = x.add_mutually_exclusive_group()
     pg.add_argument("--progress", dest="progress", action="store_const", const=True,
                     help="show a progress bar on stderr (default: only when stderr is a terminal)")
@@ -87,181 +118,122 @@ def _split(text):
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _report_format(args, warn):
+    fmt = args.report_format
+    if fmt is not None:
+        fmt = fmt.strip().lower()
+        if fmt in INPUT_FORMATS:
+            # The old meaning of --format: the input format (kept one release, with a warning).
+            if args.input_format is None:
+                args.input_format = fmt
+            warn(f"--format {fmt} names an input format: use --input-format {fmt} (--format now chooses the "
+                 "report format: text, json, md or html)")
+            fmt = None
+        elif fmt == "markdown":
+            fmt = "md"
+        elif fmt not in REPORT_FORMATS:
+            from ._common import _close
+            near = _close(fmt, REPORT_FORMATS + INPUT_FORMATS)
+            raise CLIError(f"--format must be text, json, md or html; got {args.report_format!r}"
+                           + (f"; did you mean {near!r}?" if near else ""))
+    if args.json:
+        if fmt not in (None, "json"):
+            raise CLIError(f"--json and --format {fmt} disagree; give one of them")
+        fmt = "json"
+    return fmt or "text"
+
+
+def _check_options(args):
+    if args.bins < 1:
+        raise CLIError(f"--bins must be at least 1; got {args.bins}")
+    if args.worst < 0:
+        raise CLIError(f"--worst must be 0 or more; got {args.worst}")
+    if args.chunk_rows is not None and args.chunk_rows < 1:
+        raise CLIError(f"--chunk-rows must be at least 1; got {args.chunk_rows}")
+    if args.ci is not None and not (0.0 < args.ci < 1.0):
+        raise CLIError(f"--ci must be a level between 0 and 1 (e.g. 0.95); got {args.ci:g}")
+    if not 1 <= args.replicates <= 100000:
+        raise CLIError(f"--replicates must be between 1 and 100000; got {args.replicates}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be 0 or more; got {args.seed}")
+    if not (args.sum_tolerance >= 0 and math.isfinite(args.sum_tolerance)):
+        raise CLIError(f"--sum-tolerance must be a finite number >= 0; got {args.sum_tolerance:g}")
+    top = None
+    if args.top_k is not None:
+        try:
+            top = tuple(int(t) for t in _split(args.top_k))
+        except ValueError:
+            raise CLIError(f"--top-k must be whole numbers separated by commas; got {args.top_k!r}") from None
+        if not top or any(k < 1 for k in top):
+            raise CLIError(f"--top-k values must be at least 1; got {args.top_k!r}")
+    delim = args.delimiter
+    if delim is not None:
+        delim = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}.get(
+            delim.lower(), delim)
+        if len(delim) != 1:
+            raise CLIError("--delimiter must be one character (or tab, comma, semicolon, pipe); got "
+                           f"{args.delimiter!r}")
+    return top, delim
+
+
 def run(args) -> int:
-    if args.file is not None and args.example is not None:
-        raise CLIError("give a file or --example, not both")
-    if args.bins < 1 or args.worst < 0 or args.chunk_rows < 1:
-        raise CLIError("--bins and --chunk-rows must be >= 1 and --worst >= 0")
+    warnings = []
+    fmt = _report_format(args, warnings.append)
+    top_k, delimiter = _check_options(args)
     base = parse_base(args.base) if args.base is not None else None
+    if args.files and args.example is not None:
+        raise CLIError("give files or --example, not both")
     plt = need_matplotlib() if args.plot else None  # fail before the long part, not after
-    if args.plot and not args.plot.lower().endswith(".png"):
+    if args.plot and not (args.plot == "-" or args.plot.lower().endswith(".png")):
         raise CLIError(f"--plot writes PNG; name the file *.png (got {args.plot!r})")
-    if args.file is None:
-        name = args.example or "digits"
-        path, source = example_path(name), f"bundled example '{name}': {EXAMPLES[name][1]}"
+    out_target = OutputTarget(args.output, "--output") if args.output else OutputTarget("-", "--output")
+    plot_target = OutputTarget(args.plot, "--plot") if args.plot else None
+    if plot_target is not None and plot_target.same_as(out_target):
+        raise CLIError("--plot and the report would go to the same place; give them different files")
+    if args.files:
+        paths, source = list(args.files), None
     else:
-        path, source = args.file, None
-    pf = PredictionFile(path, format=args.format, label=args.label, columns=_split(args.columns), logits=args.logits,
-                        classes=_split(args.classes), positive=args.positive, delimiter=args.delimiter,
-                        chunk_rows=args.chunk_rows, unnormalized=args.unnormalized,
-                        sum_tolerance=args.sum_tolerance)
-    lay = pf.layout
-    acc = ScoreAccumulator(lay.n_classes, binary=lay.binary, n_bins=args.bins, top_k=args.worst,
-                           class_names=lay.class_names)
-    compat = None if args.compat == "exact" else args.compat
+        name = args.example or "digits"
+        paths, source = [example_path(name)], f"bundled example '{name}': {EXAMPLES[name][1]}"
+    open_options = dict(format=args.input_format, delimiter=delimiter, chunk_rows=args.chunk_rows,
+                        csv_engine=args.csv_engine, label=args.label, columns=_split(args.columns),
+                        logits=args.logits, classes=_split(args.classes), positive=args.positive, weight=args.weight,
+                        by=args.by, unnormalized=args.unnormalized, sum_tolerance=args.sum_tolerance)
+    report_options = dict(compat=None if args.compat == "exact" else args.compat, base=base, n_bins=args.bins,
+                          top_k=top_k, worst=args.worst, auc=args.auc, replicates=args.replicates, seed=args.seed)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    bar = Progress(bool(show), f"scoring {os.path.basename(path)}")
+    label = os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} models"
+    bar = Progress(bool(show), f"scoring {label}")
+
+    def on_batch(ds, n):
+        done, total = ds.progress()
+        bar.update(done, total, n)
+
+    for w in warnings:
+        print(f"crossentropy: warning: {w}", file=sys.stderr)
     try:
-        for b in pf:
-            acc.update_scores(b.scores, b.labels, logits=lay.logits, compat=compat, rows=b.rows, lines=b.lines)
-            bar.update(*pf.progress(), acc.n)
+        if len(paths) == 1:
+            from ..scoring.dataset import score_dataset
+            report = score_dataset(paths[0], ci=args.ci, on_batch=on_batch, **report_options, **open_options)
+            if source:
+                report = {"file": report["file"], "source": source, **{k: v for k, v in report.items() if k != "file"}}
+            warns = report.pop("warnings", [])
+        else:
+            from ..scoring.compare import compare_datasets
+            report = compare_datasets(paths, ci=0.95 if args.ci is None else args.ci, on_batch=on_batch,
+                                      **report_options, **open_options)
+            warns = [w for m in report["models"] for w in m.pop("warnings", [])]
     finally:
         bar.close()
-    # Class names may have been completed while reading (a binary negative label).
-    acc.class_names = list(lay.class_names)
-    report = acc.result(base=base)
-    report = {"file": path, **({"source": source} if source else {}), "detected": lay.describe(),
-              "compat": args.compat, **report}
-    for w in pf.warnings:
+    for w in warns:
         print(f"crossentropy: warning: {w}", file=sys.stderr)
-    text = json.dumps(json_ready(report), indent=2) + "\n" if args.json else render_text(report, base)
-    with OutputFiles() as out:
-        if args.plot:
-            _plot(plt, report, base, out.temp(args.plot))
-        if args.output:
-            with open(out.temp(args.output), "w", encoding="utf-8") as f:
-                f.write(text)
-        out.commit()
-    if not args.output:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    from ..scoring.report import plot_png, render
+
+    text = render(report, fmt, base)
+    items = [(out_target, text.encode("utf-8"))]
+    if plot_target is not None:
+        png = io.BytesIO()
+        plot_png(plt, report, base, png)
+        items.insert(0, (plot_target, png.getvalue()))
+    write_outputs(items)
     return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------
-
-def _unit(base):
-    if base is None:
-        return "nats", 1.0
-    if base == 2.0:
-        return "bits", math.log(2.0)
-    return f"base-{base:g}", math.log(base)
-
-
-def _f(x, digits=4):
-    if x is None:
-        return "-"
-    if isinstance(x, float) and math.isinf(x):
-        return "inf"
-    return f"{x:.{digits}f}"
-
-
-def render_text(r: dict, base=None) -> str:
-    """The human-readable report (what ``crossentropy score`` prints by default)."""
-    d = r["detected"]
-    unit, scale = _unit(base)
-    out = []
-    add = out.append
-    add(f"file          {r['file']}")
-    if r.get("source"):
-        add(f"              ({r['source']})")
-    cols = d["prediction_columns"]
-    shown = cols[0] if len(cols) == 1 else f"{cols[0]}..{cols[-1]}"
-    if d["list_column"]:
-        shown += f" (list of {d['n_classes']})"
-    how = d["how"]
-    add(f"detected      format {d['format']}; label column '{d['label_column']}' ({how['label']})")
-    add(f"              predictions {shown}: {how['columns']}")
-    add(f"              {d['input']} ({how['input']}); {how['task']}")
-    if d["task"] == "multiclass":
-        cls = d["classes"]
-        add(f"              classes {', '.join(cls[:12])}{', ...' if len(cls) > 12 else ''}")
-    if r["compat"] != "exact":
-        add(f"compat        {r['compat']} (probabilities clipped as {r['compat']} does)")
-    add("")
-    ce = r["cross_entropy"]
-    extra = "".join(f"   {_f(v)} {k.replace('base', 'base-')}" for k, v in ce.items() if k.startswith("base"))
-    add(f"samples                 {r['n_samples']:,}")
-    add(f"cross-entropy           {_f(ce['nats'])} nats   {_f(ce['bits'])} bits{extra}")
-    add(f"perplexity              {_f(r['perplexity'])}")
-    add(f"accuracy                {r['accuracy'] * 100:.2f}%   ({r['misclassified']:,} misclassified: the discrete "
-        "error)")
-    nce = r["normalized_cross_entropy"]
-    if r["task"] == "binary":
-        add(f"base rate (class 1)     {r['base_rate']:.4f}")
-        add(f"normalised CE           {_f(nce)}   (loss / entropy of the base rate, "
-            f"{_f(r['prior_entropy_nats'])} nats; < 1 beats always predicting the base rate)")
-    else:
-        add(f"normalised CE           {_f(nce)}   (loss / entropy of the class frequencies, "
-            f"{_f(r['prior_entropy_nats'])} nats)")
-    cal = r["calibration"]
-    add(f"calibration error       {_f(cal['ece'])}   (ECE, {cal['kind']}, {len(cal['bins'])} bins)")
-    add("")
-    add(f"per class       count   loss ({unit})   accuracy")
-    for c in r["per_class"]:
-        loss = None if c["loss_nats"] is None else c["loss_nats"] / scale
-        accu = "-" if c["accuracy"] is None else f"{c['accuracy'] * 100:.1f}%"
-        add(f"  {c['class'][:12]:<12} {c['count']:>7,}   {_f(loss):>11}   {accu:>8}")
-    if r["worst"]:
-        add("")
-        where = "line" if r["worst"][0]["line"] is not None else "row"
-        add(f"worst {len(r['worst'])} samples")
-        add(f"  {where:>8}  label         predicted     p(label)   loss ({unit})")
-        for w in r["worst"]:
-            pos = w["line"] if w["line"] is not None else w["row"]
-            add(f"  {pos:>8}  {w['label'][:12]:<12}  {w['predicted'][:12]:<12}  {w['p_true']:.3g}".ljust(50)
-                + f"   {_f(w['loss_nats'] / scale)}")
-    add("")
-    conf_name, acc_name = ("mean p(1)", "freq(1)") if r["task"] == "binary" else ("confidence", "accuracy")
-    add(f"reliability     count   {conf_name:>10}   {acc_name:>8}      gap")
-    for b in cal["bins"]:
-        rng = f"[{b['lo']:.2f},{b['hi']:.2f}{']' if b['hi'] >= 1 else ')'}"
-        if b["count"]:
-            add(f"  {rng:<12} {b['count']:>7,}   {b['confidence']:>10.4f}   {b['accuracy']:>8.4f}   "
-                f"{b['accuracy'] - b['confidence']:+.4f}")
-        else:
-            add(f"  {rng:<12} {0:>7}")
-    return "\n".join(out) + "\n"
-
-
-def _plot(plt, r: dict, base, path: str) -> None:
-    import numpy as np
-
-    unit, scale = _unit(base)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
-    cal = r["calibration"]
-    bins = cal["bins"]
-    width = bins[0]["hi"] - bins[0]["lo"]
-    centers = [b["lo"] + width / 2 for b in bins if b["count"]]
-    accs = [b["accuracy"] for b in bins if b["count"]]
-    confs = [b["confidence"] for b in bins if b["count"]]
-    a1.bar(centers, accs, width=width * 0.9, color="#4c72b0", edgecolor="black", label="observed")
-    a1.bar(centers, confs, width=width * 0.9, fill=False, edgecolor="#c44e52", hatch="//", lw=1.2,
-           label="mean predicted")
-    a1.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    xlabel, ylabel = (("predicted probability of class 1", "observed frequency of class 1") if r["task"] == "binary"
-                      else ("confidence (top-label probability)", "accuracy"))
-    a1.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel=ylabel,
-           title=f"Reliability diagram (ECE {cal['ece']:.4f})")
-    a1.legend(loc="upper left", fontsize=8)
-    h = r["loss_histogram"]
-    edges = np.asarray(h["edges_nats"]) / scale
-    counts = np.asarray(h["counts"])
-    last = int(np.flatnonzero(counts)[-1]) if counts.any() else 0
-    k = min(max(last + 1, 10), len(edges) - 1)
-    a2.bar(edges[:k], counts[:k], width=np.diff(edges)[:k], align="edge", color="#55a868", edgecolor="none")
-    if counts[-1]:
-        a2.annotate(f"{counts[-1]} samples ≥ {edges[-1]:.3g}", xy=(0.98, 0.95), xycoords="axes fraction",
-                    ha="right", va="top", fontsize=8)
-    mean = r["cross_entropy"]["nats"] / scale
-    a2.axvline(mean, color="black", ls="--", lw=1, label=f"mean {mean:.4f}")
-    a2.set(xlabel=f"per-sample loss −log p(label) ({unit})", ylabel="samples",
-           title=f"Loss histogram ({r['n_samples']:,} samples)")
-    a2.set_yscale("symlog", linthresh=1)
-    a2.legend(fontsize=8)
-    fig.suptitle(os.path.basename(r["file"]), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
