@@ -36,4 +36,4 @@ def _compiled_kernels():
     (hypothesis deadlines): a cold numba cache costs ~30 s of CPU."""
     from crossentropy import _kernels
 
-    _kernels.warmup()
+    _kernels.warmup()  # no-op since the kernels are compiled at install time

@@ -1,0 +1,695 @@
+/* Softmax cross-entropy rows, for one element type T and one ISA.
+ *
+ * Included by ck_kern.h with T (float/double), TS (f32/f64), EXACT (0/1), KSUF
+ * (ISA suffix) and KATTR (the ISA's target attribute) defined.  float32 data is
+ * computed in double (EXACT 0: exp with 2e-9 relative error, plain double sums,
+ * which are exact to far below a float32 ulp); float64 data (EXACT 1) uses the
+ * accurate exp, the rounding error of every x − max folded into the exponent,
+ * and compensated (TwoSum) sums.
+ *
+ * One row, in tiles of CK_TILE classes (a tile is read from memory by the max
+ * sweep and re-read from L1 by the exp sweep):
+ *   tile t: m_t = max, k_t = first argmax, s_t = Σ_{j≠k_t} exp(x_j − m_t)
+ *           (the k_t term is never added: 1 + tiny loses the tiny terms),
+ *           and for smoothing / probability targets with a'_j the spread
+ *           coefficients: Σ_{j≠k_t} a'_j, a'_{k_t}, Σ_j a'_j·(m_t − x_j).
+ *   fold the tiles in order (ck_fold: the online log-sum-exp merge rule).
+ *   finish: −log p_c = (M − x_c) + log1p(S_off): sums of non-negative terms only.
+ * The per-row arithmetic is a fixed sequence whichever thread runs it, so results
+ * are bitwise identical for any thread count and row partition.
+ */
+
+#define CKC_(a, b) a##b
+#define CKC(a, b) CKC_(a, b)
+#define F_(name) CKC(CKC(name##_, TS), KSUF)
+
+#if EXACT
+#define VT vd
+#define VI vl
+#define NL VW
+#else
+#define VT vff
+#define VI vif
+#define NL (2 * VW)
+#endif
+#define BW (2 * VW) /* the exp sweep's block: two vectors (two independent sums) */
+/* the scratch holds the tile's exps × 2^64 for float32 data (the float sweep's scale) */
+#define CK_ESC (EXACT ? 1.0 : 0x1p-64)
+
+/* VW elements of T → VW doubles */
+KINL vd F_(ld8)(const T *p)
+{
+#if EXACT
+    return vloadd(p);
+#else
+    return vloadf(p);
+#endif
+}
+KINL void F_(st8)(T *p, vd v)
+{
+#if EXACT
+    vstored(p, v);
+#else
+    vstoref(p, v);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* soft cap, in place: x ← s·tanh(x/s)                                                 */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(softcap_inplace)(T *x, i64 n, double s)
+{
+    double inv = 1.0 / s;
+    i64 j = 0;
+    for (; j + VW <= n; j += VW)
+        F_(st8)(x + j, s * vtanh(F_(ld8)(x + j) * inv));
+    if (j < n) {
+        T buf[VW] = {0};
+        memcpy(buf, x + j, (size_t)(n - j) * sizeof(T));
+        F_(st8)(buf, s * vtanh(F_(ld8)(buf) * inv));
+        memcpy(x + j, buf, (size_t)(n - j) * sizeof(T));
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* max and first argmax of a tile (NaN is skipped here; it is caught by the sums)      */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(tile_max)(const T *x, i64 n, double *m_out, i64 *k_out)
+{
+    if (n < 2 * NL) { /* short rows: a scalar loop beats the lane reduction */
+        T m = -INFINITY;
+        i64 k = 0;
+        for (i64 j = 0; j < n; j++)
+            if (x[j] > m) {
+                m = x[j];
+                k = j;
+            }
+        *m_out = (double)m;
+        *k_out = k;
+        return;
+    }
+    VT best, v;
+    VI idx, bidx;
+    for (int l = 0; l < NL; l++) {
+        best[l] = -INFINITY;
+        idx[l] = l;
+    }
+    bidx = idx;
+    i64 nb = n / NL;
+    for (i64 b = 0; b < nb; b++) {
+        memcpy(&v, x + b * NL, sizeof v);
+        VI gt = (VI)(v > best); /* strict: each lane keeps its first maximum */
+        best = (VT)(((VI)v & gt) | ((VI)best & ~gt));
+        bidx = (idx & gt) | (bidx & ~gt);
+        idx += NL;
+    }
+    if (n > nb * NL) {
+        /* the last NL elements again (overlapping): a lane may see an element a
+         * second time, which changes neither the max nor the first argmax */
+        memcpy(&v, x + n - NL, sizeof v);
+        idx -= (VI){0} + (__typeof__(idx[0]))(nb * NL - (n - NL));
+        VI gt = (VI)(v > best);
+        best = (VT)(((VI)v & gt) | ((VI)best & ~gt));
+        bidx = (idx & gt) | (bidx & ~gt);
+    }
+    T m = best[0];
+    for (int l = 1; l < NL; l++)
+        m = best[l] > m ? best[l] : m;
+    i64 k = -1;
+    for (int l = 0; l < NL; l++)
+        if (best[l] == m && (k < 0 || bidx[l] < k))
+            k = bidx[l];
+    if (!(m > -INFINITY))
+        k = 0; /* no finite element (all −inf, or NaN): the first one */
+    *m_out = (double)m;
+    *k_out = k;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* spread coefficients a'_j for VW classes                                             */
+/* ---------------------------------------------------------------------------------- */
+typedef struct {
+    int cm;
+    const T *w, *t; /* already offset to the tile */
+    double keep, spread, aconst;
+} F_(coef_src);
+
+KINL vd F_(coefv)(const F_(coef_src) *cs, i64 j, const int cm)
+{
+    switch (cm) {
+    case CM_CONST:
+        return vsplat(cs->aconst);
+    case CM_W:
+        return cs->aconst * F_(ld8)(cs->w + j);
+    case CM_P:
+        return cs->keep * F_(ld8)(cs->t + j) + cs->spread;
+    default: /* CM_WP: (keep·t + spread)·w, the reference's order */
+        return (cs->keep * F_(ld8)(cs->t + j) + cs->spread) * F_(ld8)(cs->w + j);
+    }
+}
+KINL double F_(coef1)(const F_(coef_src) *cs, i64 j)
+{
+    switch (cs->cm) {
+    case CM_NONE:
+        return 0.0;
+    case CM_CONST:
+        return cs->aconst;
+    case CM_W:
+        return cs->aconst * (double)cs->w[j];
+    case CM_P:
+        return cs->keep * (double)cs->t[j] + cs->spread;
+    default:
+        return (cs->keep * (double)cs->t[j] + cs->spread) * (double)cs->w[j];
+    }
+}
+/* the first r lanes of j.. (a row shorter than one vector); the others are 0 */
+KINL vd F_(coefv_short)(const F_(coef_src) *cs, i64 j, i64 r)
+{
+    double a[VW] = {0};
+    for (i64 l = 0; l < r; l++)
+        a[l] = F_(coef1)(cs, j + l);
+    return vloadd(a);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* the exp sweep of one tile                                                           */
+/* ---------------------------------------------------------------------------------- */
+typedef struct {
+    vd s, sc, a, ac, g, gc;
+} F_(acc);
+
+/* x − sh as d + dl exactly (EXACT).  dl is NaN where d is −inf: vexp_hi ignores it
+ * there, and the coefficient sums mask it with the same comparison (a second,
+ * different comparison of d would be fused with it by GCC into a predicate that
+ * it evaluates one lane at a time) */
+KINL vd F_(diff)(vd x, double sh, vd *dl)
+{
+    vd d = x - sh;
+#if EXACT
+    vd bp = d - x;
+    *dl = (x - (d - bp)) + (-sh - bp);
+#else
+    *dl = vsplat(0.0);
+#endif
+    return d;
+}
+
+KINL vd F_(vexp)(vd d, vd dl)
+{
+#if EXACT
+    return vexp_hi(d, dl);
+#else
+    (void)dl;
+    return vexp_lo(d);
+#endif
+}
+
+KINL void F_(add)(vd *s, vd *c, vd e)
+{
+#if EXACT
+    vtwosum_acc(s, c, e);
+#else
+    (void)c;
+    *s += e;
+#endif
+}
+
+/* one vector: x (doubles), a (coefficients, 0 on lanes that do not count), km
+ * (lanes that count for s and Σa': 0 at the argmax and on lanes already seen) */
+KINL void F_(sweep8)(F_(acc) *A, vd x, double sh, vd a, const int cm, vl km, const int masked, double *scr)
+{
+    vd dl;
+    vd d = F_(diff)(x, sh, &dl);
+    vd e = F_(vexp)(d, dl);
+    if (scr)
+        vstored(scr, EXACT ? e : e * 0x1p64); /* float32: the scale of the float sweep */
+    if (masked)
+        e = vand(e, km);
+    F_(add)(&A->s, &A->sc, e);
+    if (cm) {
+        /* a'·(sh − x) with 0·anything = 0 (xlogy: a masked −inf class with zero
+         * target mass costs nothing); the rounding error of x − sh is folded in */
+#if EXACT
+        dl = vandn(dl, (vl)(d < vsplat(-746.0))); /* the test of vexp_hi: d = −inf */
+#endif
+        vd term = (-a) * d - a * dl;
+        term = vandn(term, (vl)(a == vsplat(0.0))); /* (== keeps NaN; GCC scalarises !=) */
+        F_(add)(&A->g, &A->gc, term);
+        F_(add)(&A->a, &A->ac, masked ? vand(a, km) : a);
+    }
+}
+
+#if !EXACT
+/* float32 data, one block of BW = 2·VW classes: the exp in float arithmetic
+ * (vexpf_sc, scaled by 2^64), the sums in double */
+KINL void F_(blockf)(F_(acc) *A0, F_(acc) *A1, const T *x, float shf, double sh, vd a0, vd a1, const int cm,
+                     vl km0, vl km1, const int masked, double *scr)
+{
+    vff xv;
+    memcpy(&xv, x, sizeof xv);
+    vff d = xv - shf;
+    vff bp = d - xv;
+    vff dl = (xv - (d - bp)) + (-shf - bp); /* x − m = d + dl exactly (TwoSum) */
+    vd e0, e1;
+    fsplit(vexpf_sc(d, dl), &e0, &e1);
+    if (scr) {
+        vstored(scr, e0);
+        vstored(scr + VW, e1);
+    }
+    if (masked) {
+        e0 = vand(e0, km0);
+        e1 = vand(e1, km1);
+    }
+    A0->s += e0;
+    A1->s += e1;
+    if (cm) {
+        vd x0, x1;
+        fsplit(xv, &x0, &x1);
+        vd t0 = a0 * (sh - x0), t1 = a1 * (sh - x1); /* exact differences in double */
+        A0->g += vandn(t0, (vl)(a0 == vsplat(0.0)));
+        A1->g += vandn(t1, (vl)(a1 == vsplat(0.0)));
+        A0->a += masked ? vand(a0, km0) : a0;
+        A1->a += masked ? vand(a1, km1) : a1;
+    }
+}
+#endif
+
+typedef struct {
+    double s, aoff, ak, g;
+} F_(tsum);
+
+/* Σ over one tile, the tile's argmax kx excluded from s and aoff.  Vector v goes to
+ * accumulator v mod 2; a ragged end is the last VW elements again (overlapping,
+ * the lanes already counted masked out), or a padded copy if the tile is shorter
+ * than one vector. */
+KINL void F_(tile_sums_)(const T *x, i64 n, double sh, i64 kx, const F_(coef_src) *cs, double *scr,
+                              F_(tsum) *out, const int cm)
+{
+    F_(acc) A0, A1;
+    memset(&A0, 0, sizeof A0);
+    memset(&A1, 0, sizeof A1);
+    const vd zero = vsplat(0.0);
+    const vl ones = lsplat(-1);
+    const i64 nv = n / VW, kv = kx / VW;
+    const vl kmask = vnot(kx - kv * VW);
+    i64 v = 0;
+#if !EXACT
+    /* float32: whole blocks in the float sweep (sums scaled by 2^64), the rest below */
+    F_(acc) B0, B1;
+    memset(&B0, 0, sizeof B0);
+    memset(&B1, 0, sizeof B1);
+    {
+        const i64 nbw = n / BW, kb = kx / BW, kl = kx - kb * BW;
+        const vl km0 = kl < VW ? vnot(kl) : ones, km1 = kl >= VW ? vnot(kl - VW) : ones;
+        const float shf = (float)sh;
+        for (i64 b = 0; b < nbw; b++) {
+            i64 j = b * BW;
+            vd a0 = cm ? F_(coefv)(cs, j, cm) : zero, a1 = cm ? F_(coefv)(cs, j + VW, cm) : zero;
+            if (b == kb)
+                F_(blockf)(&B0, &B1, x + j, shf, sh, a0, a1, cm, km0, km1, 1, scr ? scr + j : NULL);
+            else
+                F_(blockf)(&B0, &B1, x + j, shf, sh, a0, a1, cm, ones, ones, 0, scr ? scr + j : NULL);
+        }
+        v = 2 * nbw;
+    }
+#endif
+    for (; v + 2 <= nv; v += 2) {
+        i64 j = v * VW;
+        vd a0 = cm ? F_(coefv)(cs, j, cm) : zero, a1 = cm ? F_(coefv)(cs, j + VW, cm) : zero;
+        double *s0 = scr ? scr + j : NULL, *s1 = scr ? scr + j + VW : NULL;
+        if (v == kv || v + 1 == kv) {
+            F_(sweep8)(&A0, F_(ld8)(x + j), sh, a0, cm, v == kv ? kmask : ones, 1, s0);
+            F_(sweep8)(&A1, F_(ld8)(x + j + VW), sh, a1, cm, v + 1 == kv ? kmask : ones, 1, s1);
+        } else {
+            F_(sweep8)(&A0, F_(ld8)(x + j), sh, a0, cm, ones, 0, s0);
+            F_(sweep8)(&A1, F_(ld8)(x + j + VW), sh, a1, cm, ones, 0, s1);
+        }
+    }
+    if (v < nv) {
+        i64 j = v * VW;
+        vd a0 = cm ? F_(coefv)(cs, j, cm) : zero;
+        F_(sweep8)(&A0, F_(ld8)(x + j), sh, a0, cm, v == kv ? kmask : ones, 1, scr ? scr + j : NULL);
+    }
+    i64 r = n - nv * VW;
+    if (r && n >= VW) {
+        i64 j = n - VW;
+        vl fresh = vlast(r);
+        vl km = kv == nv ? fresh & vnot(kx - j) : fresh;
+        vd a = cm ? vand(F_(coefv)(cs, j, cm), fresh) : zero;
+        F_(sweep8)(&A1, F_(ld8)(x + j), sh, a, cm, km, 1, scr ? scr + j : NULL);
+    } else if (r) {
+        T buf[VW];
+        double sbuf[VW];
+        for (int l = 0; l < VW; l++)
+            buf[l] = -INFINITY; /* exp(−inf) = 0; its coefficient is 0 */
+        memcpy(buf, x, (size_t)r * sizeof(T));
+        vd a = cm ? F_(coefv_short)(cs, 0, r) : zero;
+        F_(sweep8)(&A1, F_(ld8)(buf), sh, a, cm, vnot(kx), 1, scr ? sbuf : NULL);
+        if (scr)
+            memcpy(scr, sbuf, (size_t)r * sizeof(double));
+    }
+#if EXACT
+    /* the two lane sets are added exactly (TwoSum), then the lanes in a fixed order */
+    vtwosum_acc(&A0.s, &A0.sc, A1.s);
+    out->s = vsum_comp(A0.s, A0.sc + A1.sc);
+    if (cm) {
+        vtwosum_acc(&A0.g, &A0.gc, A1.g);
+        out->g = vsum_comp(A0.g, A0.gc + A1.gc);
+        vtwosum_acc(&A0.a, &A0.ac, A1.a);
+        out->aoff = vsum_comp(A0.a, A0.ac + A1.ac);
+    } else {
+        out->g = out->aoff = 0.0;
+    }
+#else
+    out->s = vsum_lanes(B0.s + B1.s) * 0x1p-64 + vsum_lanes(A0.s + A1.s);
+    out->g = cm ? vsum_lanes((B0.g + B1.g) + (A0.g + A1.g)) : 0.0;
+    out->aoff = cm ? vsum_lanes((B0.a + B1.a) + (A0.a + A1.a)) : 0.0;
+#endif
+    out->ak = cm ? F_(coef1)(cs, kx) : 0.0;
+}
+
+/* one copy of the sweep per coefficient mode: no mode test inside the loop */
+KATTR static void F_(tile_sums)(const T *x, i64 n, double sh, i64 kx, const F_(coef_src) *cs, double *scr,
+                                 F_(tsum) *out)
+{
+    switch (cs->cm) {
+    case CM_NONE: F_(tile_sums_)(x, n, sh, kx, cs, scr, out, CM_NONE); break;
+    case CM_CONST: F_(tile_sums_)(x, n, sh, kx, cs, scr, out, CM_CONST); break;
+    case CM_W: F_(tile_sums_)(x, n, sh, kx, cs, scr, out, CM_W); break;
+    case CM_P: F_(tile_sums_)(x, n, sh, kx, cs, scr, out, CM_P); break;
+    default: F_(tile_sums_)(x, n, sh, kx, cs, scr, out, CM_WP); break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* gradient sweep of one tile: g_j = F·e_j − ga·a'_j (× the soft cap's 1 − tanh²)      */
+/* ---------------------------------------------------------------------------------- */
+KINL vd F_(grad8)(vd x, vd e, double F, double ga, vd a, double capinv)
+{
+    vd out = F * e - ga * a;
+    if (capinv != 0.0) {
+        vd t = x * capinv; /* x holds the capped logit s·tanh(u): t = tanh(u) */
+        out = out * ((1.0 - t) * (1.0 + t));
+    }
+    return out;
+}
+
+KINL vd F_(grad_e)(const T *x, vd xv, double sh, const double *scr, i64 j)
+{
+    (void)x;
+    if (scr)
+        return vloadd(scr + j);
+    vd dl;
+    vd d = F_(diff)(xv, sh, &dl);
+    return F_(vexp)(d, dl);
+}
+
+KINL void F_(tile_grad_)(const T *x, T *g, i64 n, double sh, double F, double ga, const F_(coef_src) *cs,
+                              const double *scr, double capinv, const int cm)
+{
+    const vd zero = vsplat(0.0);
+    i64 j = 0;
+    for (; j + VW <= n; j += VW) {
+        vd xv = F_(ld8)(x + j);
+        vd e = F_(grad_e)(x, xv, sh, scr, j);
+        vd a = cm ? F_(coefv)(cs, j, cm) : zero;
+        F_(st8)(g + j, F_(grad8)(xv, e, F, ga, a, capinv));
+    }
+    if (j < n) {
+        i64 r = n - j;
+        T buf[VW];
+        /* the last VW elements again, when what they read is still intact: the
+         * exps (scratch) and no soft cap, or an output that is not the input */
+        if (n >= VW && ((scr && capinv == 0.0) || (const T *)g != x)) {
+            i64 jj = n - VW;
+            vd xv = F_(ld8)(x + jj);
+            vd e = F_(grad_e)(x, xv, sh, scr, jj);
+            vd a = cm ? F_(coefv)(cs, jj, cm) : zero;
+            F_(st8)(buf, F_(grad8)(xv, e, F, ga, a, capinv));
+            memcpy(g + j, buf + (VW - r), (size_t)r * sizeof(T));
+        } else {
+            double sb[VW] = {0};
+            for (int l = 0; l < VW; l++)
+                buf[l] = -INFINITY;
+            memcpy(buf, x + j, (size_t)r * sizeof(T));
+            vd xv = F_(ld8)(buf), e;
+            if (scr) {
+                memcpy(sb, scr + j, (size_t)r * sizeof(double));
+                e = vloadd(sb);
+            } else
+                e = F_(grad_e)(x, xv, sh, NULL, 0);
+            vd a = cm ? F_(coefv_short)(cs, j, r) : zero;
+            F_(st8)(buf, F_(grad8)(xv, e, F, ga, a, capinv));
+            memcpy(g + j, buf, (size_t)r * sizeof(T));
+        }
+    }
+}
+
+KATTR static void F_(tile_grad)(const T *x, T *g, i64 n, double sh, double F, double ga, const F_(coef_src) *cs,
+                                 const double *scr, double capinv)
+{
+    switch (cs->cm) {
+    case CM_NONE: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_NONE); break;
+    case CM_CONST: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_CONST); break;
+    case CM_W: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_W); break;
+    case CM_P: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_P); break;
+    default: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_WP); break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* a non-finite row, literally as the reference computes it (categorical._ce_terms)    */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(row_literal)(const ce_job *J, const T *x, T *gr, int gather, i64 y, int valid,
+                                  const F_(coef_src) *cs, double g, double *loss_out, double *lse_out)
+{
+    i64 C = J->C;
+    const T *w = (const T *)J->w;
+    double m = (double)x[0];
+    for (i64 c = 1; c < C; c++) {
+        double v = (double)x[c];
+        if (v != v || m != m)
+            m = v != v ? v : m;
+        else if (v > m)
+            m = v;
+    }
+    if (!isfinite(m))
+        m = 0.0; /* _safe_max */
+    double s = 0.0;
+    for (i64 c = 0; c < C; c++)
+        s += exp((double)x[c] - m);
+    double ls = log(s), lse = ls + m;
+    double loss = 0.0, asum = 0.0;
+    /* a_c: the reference's coefficients (dense target × class weight, 0 if ignored) */
+#define CK_LIT_A(c)                                                                                       \
+    (J->mode == CK_PROB ? F_(coef1)(cs, (c))                                                              \
+                        : (valid ? ((J->eps != 0.0 ? J->eps / (double)J->C_glob : 0.0) +                  \
+                                    ((c) == y ? 1.0 - J->eps : 0.0)) *                                    \
+                                       (w ? (double)w[(c)] : 1.0)                                         \
+                                 : 0.0))
+    if (gather) {
+        if (valid) {
+            loss = -(((double)x[y] - m) - ls);
+            if (w)
+                loss *= (double)w[y];
+            asum = w ? (double)w[y] : 1.0;
+        }
+    } else {
+        for (i64 c = 0; c < C; c++) {
+            double a = CK_LIT_A(c);
+            asum += a;
+            if (a != 0.0)
+                loss -= a * (((double)x[c] - m) - ls);
+        }
+    }
+    if (J->z != 0.0 && valid)
+        loss += J->z * lse * lse;
+    if (gr) {
+        double vf = valid ? 1.0 : 0.0;
+        for (i64 c = 0; c < C; c++) {
+            double p = exp(((double)x[c] - m) - ls);
+            double a = gather ? ((valid && c == y) ? (w ? (double)w[c] : 1.0) : 0.0) : CK_LIT_A(c);
+            double gc = asum * p - a;
+            if (J->z != 0.0)
+                gc += (2.0 * J->z * lse * p) * vf;
+            gr[c] = (T)(gc * g);
+        }
+    }
+#undef CK_LIT_A
+    *loss_out = loss;
+    *lse_out = lse;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* one row (or one row of a slice)                                                     */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
+{
+    const i64 C = J->C, off = J->off;
+    T *xw = (T *)J->x + i * J->ldx; /* written only with a soft cap (the chunk API, in place) */
+    const T *x = xw;
+    T *gr = J->grad ? (T *)J->grad + i * J->ldg : NULL;
+    const T *w = (const T *)J->w;
+    const double g = J->gs ? J->gs[i * J->gstride] : 1.0;
+    const int what = J->what;
+
+    /* the target */
+    int valid = 1;
+    i64 y = -1; /* global class index */
+    double h = 0.0;
+    if (J->mode == CK_IDX) {
+        y = J->y32 ? (i64)((const int32_t *)J->y)[i] : ((const i64 *)J->y)[i];
+        valid = !(J->has_ii && y == J->ii);
+        if (valid)
+            h = (1.0 - J->eps) * (w ? (double)w[y] : 1.0);
+        else
+            y = -1;
+    }
+    const i64 yl = (y >= off && y < off + C) ? y - off : -1; /* in this block? */
+    F_(coef_src) cs;
+    cs.cm = CM_NONE;
+    cs.w = w ? w + off : NULL;
+    cs.t = J->t ? (const T *)J->t + i * J->ldt : NULL;
+    cs.keep = 1.0 - J->eps;
+    cs.spread = J->eps / (double)J->C_glob;
+    cs.aconst = cs.spread;
+    if (J->mode == CK_PROB)
+        cs.cm = w ? CM_WP : CM_P;
+    else if (valid && J->eps != 0.0)
+        cs.cm = w ? CM_W : CM_CONST;
+
+    ce_state st;
+    double *gstate = J->state ? J->state + i * CK_NSTATE : NULL;
+    double xy = NAN;
+    int has_y = 0;
+    const double capinv = J->softcap != 0.0 ? 1.0 / J->softcap : 0.0;
+    const i64 nt = (C + CK_TILE - 1) / CK_TILE;
+    double *tile_m = scr ? scr + C : NULL; /* per-tile maxima, after the exps */
+
+    if (what == CK_GRAD_SLICE) {
+        /* the merged state of all slices comes in */
+        st.m = gstate[ST_M];
+        st.k = (i64)gstate[ST_K];
+        st.s = gstate[ST_S];
+        st.sc = 0.0;
+        st.aoff = gstate[ST_AOFF];
+        st.ak = gstate[ST_AK];
+        st.g = gstate[ST_G];
+        has_y = gstate[ST_HASY] != 0.0;
+        xy = gstate[ST_XY];
+    } else {
+        st.m = -INFINITY;
+        st.k = off;
+        st.s = st.sc = st.aoff = st.ak = st.g = 0.0;
+        for (i64 t = 0; t < nt; t++) {
+            i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
+            if (J->softcap != 0.0)
+                F_(softcap_inplace)(xw + j0, n, J->softcap);
+            double mt;
+            i64 kt;
+            F_(tile_max)(x + j0, n, &mt, &kt);
+            double sh = mt > -INFINITY ? mt : 0.0;
+            F_(coef_src) ct = cs;
+            if (ct.w)
+                ct.w += j0;
+            if (ct.t)
+                ct.t += j0;
+            F_(tsum) ts;
+            F_(tile_sums)(x + j0, n, sh, kt, &ct, scr ? scr + j0 : NULL, &ts);
+            if (tile_m)
+                tile_m[t] = mt;
+            ck_fold(&st, mt, off + j0 + kt, ts.s, ts.aoff, ts.ak, ts.g, EXACT);
+        }
+        if (yl >= 0) {
+            xy = (double)x[yl];
+            has_y = 1;
+        }
+    }
+
+    if (what == CK_PARTIALS) {
+        gstate[ST_M] = st.m;
+        gstate[ST_K] = (double)st.k;
+        gstate[ST_S] = st.s + st.sc;
+        gstate[ST_XY] = has_y ? xy : 0.0;
+        gstate[ST_HASY] = has_y;
+        gstate[ST_AOFF] = st.aoff;
+        gstate[ST_AK] = st.ak;
+        gstate[ST_G] = st.g;
+        return;
+    }
+
+    ck_fin f;
+    ck_finish(&st, valid, h, xy, y, g, J->z, EXACT, &f);
+    double loss = f.loss, lse = f.lse;
+    if (!f.regular) {
+        if (J->exact_rows && what == CK_FULL) {
+            int gather = J->mode == CK_IDX && J->eps == 0.0;
+            F_(row_literal)(J, x, gr, gather, y, valid, &cs, g, &loss, &lse);
+        } else {
+            loss = valid ? NAN : 0.0;
+            if (gr)
+                for (i64 c = 0; c < C; c++)
+                    gr[c] = (T)NAN;
+        }
+    } else if (gr) {
+        /* x[yl] is read before the sweep may overwrite it (in place) */
+        double gy = 0.0;
+        if (yl >= 0 && st.k != y) {
+            double ey;
+            if (scr) { /* the exp of the sweep, relative to its tile's max */
+                double mt = tile_m[yl / CK_TILE];
+                ey = scr[yl] * CK_ESC * (mt == st.m ? 1.0 : ck_exp_diff(mt, st.m, EXACT));
+            } else
+                ey = ck_exp_diff(xy, st.m, EXACT);
+            gy = f.coef * ey - g * (F_(coef1)(&cs, yl) + h);
+            if (capinv != 0.0) {
+                double t = xy * capinv;
+                gy *= (1.0 - t) * (1.0 + t);
+            }
+        }
+        for (i64 t = 0; t < nt; t++) {
+            i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
+            F_(coef_src) ct = cs;
+            if (ct.w)
+                ct.w += j0;
+            if (ct.t)
+                ct.t += j0;
+            double Ft = scr ? f.coef * CK_ESC : f.coef;
+            if (scr && tile_m[t] != st.m)
+                Ft = tile_m[t] > -INFINITY ? Ft * ck_exp_diff(tile_m[t], st.m, EXACT) : 0.0;
+            F_(tile_grad)(x + j0, gr + j0, n, st.m, Ft, g, &ct, scr ? scr + j0 : NULL, capinv);
+        }
+        if (yl >= 0 && st.k != y)
+            gr[yl] = (T)gy;
+        i64 kl = st.k - off;
+        if (kl >= 0 && kl < C) {
+            double gk = f.gk;
+            if (capinv != 0.0) {
+                double t = st.m * capinv;
+                gk *= (1.0 - t) * (1.0 + t);
+            }
+            gr[kl] = (T)gk;
+        }
+    }
+    if (J->loss) {
+        if (J->loss_f64)
+            ((double *)J->loss)[i] = loss;
+        else
+            ((T *)J->loss)[i] = (T)loss;
+    }
+    if (J->lse)
+        J->lse[i] = lse;
+}
+
+KATTR static void F_(ce_rows)(const ce_job *J, i64 i0, i64 i1, double *scr)
+{
+    for (i64 i = i0; i < i1; i++)
+        F_(ce_row)(J, i, scr);
+}
+
+#undef VT
+#undef VI
+#undef NL
+#undef BW
+#undef CK_ESC
+#undef F_
