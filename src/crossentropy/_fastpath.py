@@ -212,6 +212,19 @@ def _no_direct(*args, **kwargs):
 cross_entropy_direct = _kernels._ck.ce_direct if _kernels._ck is not None else _no_direct
 
 
+def _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction,
+              z_loss, base):
+    return fallback(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
+                    label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base)[0]
+
+
+# What the public cross_entropy returns, in one C call when the direct path
+# applies (no wrapper, no NumPy error-state context: the C code raises no NumPy
+# warnings), else fallback(...)[0] with these options as keywords.  This is the
+# per-call overhead of a small cross_entropy(x, y).
+ce_value = _kernels._ck.ce_value if _kernels._ck is not None else _ce_value
+
+
 # ---------------------------------------------------------------------------------------------
 # binary cross-entropy with logits
 # ---------------------------------------------------------------------------------------------
@@ -286,3 +299,12 @@ def bce_with_logits(xp, x, t, pos_weight, need_grad, *, sample_weight=None, redu
 # in the kernel.  Signature: (input, target, need_grad, grad_output,
 # sample_weight, pos_weight, label_smoothing, reduction, base, grad_into).
 bce_direct = _kernels._ck.bce_direct if _kernels._ck is not None else _no_direct
+
+
+def _bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base):
+    return fallback(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                    label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+
+
+# binary_cross_entropy_with_logits's value, as ce_value.
+bce_value = _kernels._ck.bce_value if _kernels._ck is not None else _bce_value

@@ -225,8 +225,8 @@ def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, po
     >>> binary_cross_entropy_with_logits(x, y, reduction="none").tolist()
     [0.0, 10000.0, 0.6931471805599453]
     """
-    return _bce_logits(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
-                       label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+    return _fastpath.bce_value(_bce_logits, input, target, sample_weight, pos_weight, label_smoothing, reduction,
+                               base)
 
 
 def _focal_terms(xp, one_minus_pt, dpt, bce, dbce, t, gamma, alpha, need_grad):

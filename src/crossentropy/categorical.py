@@ -275,8 +275,8 @@ def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None,
     >>> round(float(cross_entropy(X, y)), 5)
     1.97316
     """
-    return _ce(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
-               label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base)[0]
+    return _fastpath.ce_value(_ce, input, target, axis, weight, sample_weight, ignore_index, label_smoothing,
+                              reduction, z_loss, base)
 
 
 def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None, reduction="none", base=None):

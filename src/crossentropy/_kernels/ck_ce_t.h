@@ -88,19 +88,31 @@ KATTR static void F_(tile_max)(const T *x, i64 n, double *m_out, i64 *k_out)
         *k_out = k;
         return;
     }
-    VT best, v;
-    VI idx, bidx;
-    for (int l = 0; l < NL; l++) {
-        best[l] = -INFINITY;
+    /* four independent (max, index) chains: one chain would wait on its compare and
+     * blend every step */
+    VT best[4], v;
+    VI bidx[4], idx;
+    best[0] = (VT){0} + (T)-INFINITY;
+    for (int l = 0; l < NL; l++)
         idx[l] = l;
+    best[3] = best[2] = best[1] = best[0];
+    bidx[3] = bidx[2] = bidx[1] = bidx[0] = idx;
+    const i64 nb = n / NL;
+    i64 b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        for (int q = 0; q < 4; q++) {
+            memcpy(&v, x + (b + q) * NL, sizeof v);
+            VI gt = (VI)(v > best[q]); /* strict: each lane keeps its first maximum */
+            best[q] = (VT)(((VI)v & gt) | ((VI)best[q] & ~gt));
+            bidx[q] = (idx & gt) | (bidx[q] & ~gt);
+            idx += NL;
+        }
     }
-    bidx = idx;
-    i64 nb = n / NL;
-    for (i64 b = 0; b < nb; b++) {
+    for (; b < nb; b++) {
         memcpy(&v, x + b * NL, sizeof v);
-        VI gt = (VI)(v > best); /* strict: each lane keeps its first maximum */
-        best = (VT)(((VI)v & gt) | ((VI)best & ~gt));
-        bidx = (idx & gt) | (bidx & ~gt);
+        VI gt = (VI)(v > best[0]);
+        best[0] = (VT)(((VI)v & gt) | ((VI)best[0] & ~gt));
+        bidx[0] = (idx & gt) | (bidx[0] & ~gt);
         idx += NL;
     }
     if (n > nb * NL) {
@@ -108,17 +120,25 @@ KATTR static void F_(tile_max)(const T *x, i64 n, double *m_out, i64 *k_out)
          * second time, which changes neither the max nor the first argmax */
         memcpy(&v, x + n - NL, sizeof v);
         idx -= (VI){0} + (__typeof__(idx[0]))(nb * NL - (n - NL));
-        VI gt = (VI)(v > best);
-        best = (VT)(((VI)v & gt) | ((VI)best & ~gt));
-        bidx = (idx & gt) | (bidx & ~gt);
+        VI gt = (VI)(v > best[1]);
+        best[1] = (VT)(((VI)v & gt) | ((VI)best[1] & ~gt));
+        bidx[1] = (idx & gt) | (bidx[1] & ~gt);
     }
-    T m = best[0];
+    /* merge the chains: the larger value, the smaller index on ties */
+    for (int q = 1; q < 4; q++) {
+        VI gt = (VI)(best[q] > best[0]);
+        VI eq = (VI)(best[q] == best[0]) & (VI)(bidx[q] < bidx[0]);
+        VI take = gt | eq;
+        best[0] = (VT)(((VI)best[q] & take) | ((VI)best[0] & ~take));
+        bidx[0] = (bidx[q] & take) | (bidx[0] & ~take);
+    }
+    T m = best[0][0];
     for (int l = 1; l < NL; l++)
-        m = best[l] > m ? best[l] : m;
+        m = best[0][l] > m ? best[0][l] : m;
     i64 k = -1;
     for (int l = 0; l < NL; l++)
-        if (best[l] == m && (k < 0 || bidx[l] < k))
-            k = bidx[l];
+        if (best[0][l] == m && (k < 0 || bidx[0][l] < k))
+            k = bidx[0][l];
     if (!(m > -INFINITY))
         k = 0; /* no finite element (all −inf, or NaN): the first one */
     *m_out = (double)m;

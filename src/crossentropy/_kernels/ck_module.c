@@ -591,6 +591,69 @@ static PyObject *bce_direct(PyObject *self, PyObject *const *args, Py_ssize_t na
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* ce_value / bce_value: the public loss in one C call when the direct path applies    */
+/* ---------------------------------------------------------------------------------- */
+
+static PyObject *kw_ce, *kw_bce; /* keyword names of the fallback calls */
+
+/* fallback(*args[0:2], **dict(zip(names, args[2:]))) → result[0] */
+static PyObject *call_fallback(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *r = PyObject_Vectorcall(fallback, args, 2, kwnames);
+    (void)nargs;
+    if (!r)
+        return NULL;
+    PyObject *v = PySequence_GetItem(r, 0);
+    Py_DECREF(r);
+    return v;
+}
+
+/* ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index,
+ *          label_smoothing, reduction, z_loss, base): what cross_entropy returns */
+static PyObject *ce_value(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "ce_value takes 11 arguments");
+        return NULL;
+    }
+    PyObject *d[13] = {args[1], args[2], Py_False, Py_None, args[3], args[4], args[5], args[6], args[7], args[8],
+                       args[9], args[10], Py_None};
+    PyObject *r = ce_direct(self, d, 13, NULL);
+    if (!r)
+        return NULL;
+    if (r != Py_NotImplemented) {
+        PyObject *v = PyTuple_GET_ITEM(r, 0);
+        Py_INCREF(v);
+        Py_DECREF(r);
+        return v;
+    }
+    Py_DECREF(r);
+    return call_fallback(args[0], args + 1, nargs - 1, kw_ce);
+}
+
+/* bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing,
+ *           reduction, base): what binary_cross_entropy_with_logits returns */
+static PyObject *bce_value(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "bce_value takes 8 arguments");
+        return NULL;
+    }
+    PyObject *d[10] = {args[1], args[2], Py_False, Py_None, args[3], args[4], args[5], args[6], args[7], Py_None};
+    PyObject *r = bce_direct(self, d, 10, NULL);
+    if (!r)
+        return NULL;
+    if (r != Py_NotImplemented) {
+        PyObject *v = PyTuple_GET_ITEM(r, 0);
+        Py_INCREF(v);
+        Py_DECREF(r);
+        return v;
+    }
+    Py_DECREF(r);
+    return call_fallback(args[0], args + 1, nargs - 1, kw_bce);
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* ce_kernel / bce_kernel: the general entries (validated by the Python callers;       */
 /* misuse raises ValueError here, never a crash)                                       */
 /* ---------------------------------------------------------------------------------- */
@@ -1065,6 +1128,11 @@ static PyObject *div_hl_py(PyObject *self, PyObject *const *args, Py_ssize_t nar
 }
 
 static PyMethodDef methods[] = {
+    {"ce_value", (PyCFunction)(void (*)(void))ce_value, METH_FASTCALL,
+     "ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction, "
+     "z_loss, base)"},
+    {"bce_value", (PyCFunction)(void (*)(void))bce_value, METH_FASTCALL,
+     "bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base)"},
     {"div_hl", (PyCFunction)(void (*)(void))div_hl_py, METH_FASTCALL, "div_hl(hi, lo, d) = (hi + lo)/d"},
     {"ce_direct", (PyCFunction)(void (*)(void))ce_direct, METH_FASTCALL | METH_KEYWORDS,
      "_fastpath.cross_entropy_direct in C: (value, grad) or NotImplemented."},
@@ -1096,6 +1164,11 @@ PyMODINIT_FUNC PyInit__ckernels(void)
     str_sum = PyUnicode_InternFromString("sum");
     str_mean = PyUnicode_InternFromString("mean");
     if (!str_none || !str_sum || !str_mean)
+        return NULL;
+    kw_ce = Py_BuildValue("(ssssssss)", "axis", "weight", "sample_weight", "ignore_index", "label_smoothing",
+                          "reduction", "z_loss", "base");
+    kw_bce = Py_BuildValue("(sssss)", "sample_weight", "pos_weight", "label_smoothing", "reduction", "base");
+    if (!kw_ce || !kw_bce)
         return NULL;
     isa = ck_select_isa(&isa_name);
     default_threads = ck_available_cpus();
