@@ -54,7 +54,7 @@ class optional_build_ext(build_ext):
 def _args():
     if sys.platform == "win32":
         return ["/O2"]
-    return ["-O3", "-std=c11", "-ffp-contract=fast", "-fno-strict-aliasing", "-Wno-psabi"]
+    return ["-O3", "-g0", "-std=c11", "-ffp-contract=fast", "-fno-strict-aliasing", "-Wno-psabi"]
 
 
 setup(

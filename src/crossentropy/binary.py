@@ -1,4 +1,4 @@
-"""Binary cross-entropy: from probabilities, from logits, and the focal variants.
+r"""Binary cross-entropy: from probabilities, from logits, and the focal variants.
 
 Every function here is elementwise: the per-sample loss has the input's shape.
 Options shared by all of them:

@@ -1,4 +1,4 @@
-"""Categorical cross-entropy: from logits, from probabilities, NLL, and variants.
+r"""Categorical cross-entropy: from logits, from probabilities, NLL, and variants.
 
 Targets are either **class indices** (an integer array with the input's shape
 minus the class axis) or **probabilities** (a floating array with the input's
