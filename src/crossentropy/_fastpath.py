@@ -188,7 +188,7 @@ def cross_entropy(xp, x, target, *, kind, axis, weight, ignore_index, label_smoo
     w = None if weight is None else np.ascontiguousarray(weight)
     bad = ck.ce_kernel(x2, _CK_IDX if kind == "index" else _CK_PROB, tgt, prob, w, ii, float(label_smoothing or 0.0),
                        float(z_loss or 0.0), gs, grad.reshape(-1, C) if need_grad else None, loss, True, 0.0, None,
-                       0, C, None, 0)
+                       0, C, None, None, 0)
     if bad >= 0:  # cannot happen after _prepare's validation; kept for safety
         return NotImplemented
     value, _ = finish(namespace(), Terms(loss.reshape(shape), None, norm, valid, x.ndim - 1), reduction=reduction,
@@ -213,15 +213,17 @@ cross_entropy_direct = _kernels._ck.ce_direct if _kernels._ck is not None else _
 
 
 def _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction,
-              z_loss, base):
+              z_loss, base, softcap=None):
+    kw = {} if softcap is None else {"softcap": softcap}
     return fallback(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
-                    label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base)[0]
+                    label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base, **kw)[0]
 
 
 # What the public cross_entropy returns, in one C call when the direct path
 # applies (no wrapper, no NumPy error-state context: the C code raises no NumPy
-# warnings), else fallback(...)[0] with these options as keywords.  This is the
-# per-call overhead of a small cross_entropy(x, y).
+# warnings), else fallback(...)[0] with these options as keywords (softcap, an
+# optional 12th argument, only when it is not None).  This is the per-call
+# overhead of a small cross_entropy(x, y).
 ce_value = _kernels._ck.ce_value if _kernels._ck is not None else _ce_value
 
 

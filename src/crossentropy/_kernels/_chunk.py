@@ -1,105 +1,127 @@
-r"""In-place chunk kernels for very large vocabularies.
+r"""In-place chunk kernels for very large vocabularies, on the CPU.
 
-These are the CPU building blocks of the fused linear cross-entropy (a chunk of
-logits comes from a BLAS matmul ``hidden[rows] @ weight.T`` and is turned into
-its loss and its gradient in place, so no N×V array ever exists) and of the
+The CPU building blocks of the fused linear cross-entropy (a chunk of logits
+comes from a BLAS matmul ``hidden[rows] @ weight.T`` and becomes its loss and
+its gradient in place, so no N×V array ever exists) and of the
 vocabulary-parallel cross-entropy (each process holds a column slice of the
-logits).  They run the same compiled row code as :func:`crossentropy.cross_entropy`
-and need the compiled kernels (:func:`crossentropy._kernels.available`).
+logits).  They run the compiled row code of :func:`crossentropy.cross_entropy`
+(:mod:`crossentropy._kernels`, needs :func:`~crossentropy._kernels.available`),
+and mirror :mod:`crossentropy._kernels.triton` (the CUDA kernels): the same
+functions, options, semantics and partial-state layout, so that a caller (and a
+``torch.distributed`` merge) treats both alike.  Differences: NumPy arrays,
+float32/float64 logits (computed in double), float64 loss/lse and state.
 
-A block is a 2-D float32/float64 array ``(rows, V)`` whose columns are
-contiguous (rows may be strided, e.g. a column slice of a larger array).  Index
-targets only.  Options, per row ``i`` with target ``y`` and logits ``z`` (after
-the soft cap):
+Logits are a 2-D float32/float64 array ``(rows, V)`` with contiguous columns
+(rows may be strided: a column slice of a wider array is fine), index targets.
+With ``z = s·tanh(x/s)`` when ``softcap=s`` (else ``z = x``),
+``q = (1 − ε)·onehot(y) + ε/V`` and class weights ``w``::
 
-* ``softcap=s``: ``z = s·tanh(x/s)`` is applied in the kernel (Gemma); the
-  gradient returned is w.r.t. the pre-cap logits ``x`` (chain factor
-  ``1 − tanh²``).  The block is overwritten with ``z`` by the first pass.
-* ``weight`` (``(num_classes,)``, the block's dtype), ``ignore_index``,
-  ``label_smoothing=ε`` over ``num_classes`` classes (the global vocabulary),
-  ``z_loss=ζ``, and ``grad_scale`` (one value or one per row, float64: the
-  caller folds the reduction, a global normaliser such as Hugging Face's
-  ``num_items_in_batch`` and ``grad_output`` into it).
+    loss_i = −Σ_c w_c q_ic log softmax(z_i)_c + ζ·lse(z_i)²      (0 if y_i is ignore_index)
+    grad_i = grad_scale_i · ∂loss_i/∂x_i                           (w.r.t. the pre-cap logits)
 
-With ``lse = log Σ_c e^{z_c}`` and ``a_c = w_c·((1 − ε)[c = y] + ε/C)``::
+``grad_scale`` (a number or one per row) is where the caller folds the
+reduction, a global normaliser (Hugging Face's ``num_items_in_batch``), sample
+weights and ``grad_output``; the gradient is written into ``grad_into``, which
+may be the logits themselves (then no second ``rows × V`` buffer exists).  Both
+must be given together.  The soft cap's derivative is ``sech²(x/s) =
+4e/(1+e)²``, ``e = e^{−2|x/s|}``, exact where ``1 − tanh²`` would round to 0.
 
-    loss_i = −Σ_c a_c log softmax(z)_c + ζ·lse²        (0 for an ignored row)
-    grad_i = grad_scale_i · ∂loss_i/∂x                  (0 for an ignored row)
+Exactness: ``−log p_c = (M − z_c) + log1p(S_off)`` with ``S_off = Σ_{c≠K}
+e^{z_c − M}`` (``K`` the first argmax, whose term is never added), so a
+confident prediction's loss and gradient keep full relative precision down to
+1e-30 and into the subnormals; the argmax's gradient is ``Σ_{c≠K} a_c −
+(Σa)·S_off/(1 + S_off)``, not the cancelling ``p_K − 1``.  Non-finite rows
+follow the reference's plain formula (``docs/triton.md``, "Non-finite rows").
 
-computed as in ``categorical.cross_entropy``'s kernel: ``−log p_c = (M − z_c) +
-log1p(S_off)`` with ``S_off = Σ_{c≠k} e^{z_c − M}`` (``k`` the first argmax),
-sums of non-negative terms only, so a confident prediction's loss (down to
-1e-30 and into the subnormals) keeps full relative precision.  Rows with a NaN
-or ``+inf`` logit, or no finite one, give a NaN loss and gradient.
+**Vocabulary split.**  :func:`vocab_partials` reduces each row of a column slice
+``[class_offset, class_offset + width)`` to a :class:`Partials` state: ``stats``
+``(rows, 15)`` float64 and ``index`` ``(rows, 2)`` int64 (``K``, ``KPINF``), in
+the column layout of :data:`STATE_FIELDS` (= ``triton._layout.FIELDS``; ``F``
+the entries that are neither NaN nor ``+inf``, ``sh = M`` if finite else 0):
 
-Unsplit: :func:`ce_chunk` does it all in one call.
+====  =========  ===============================================================
+col   name       per row, over the slice
+====  =========  ===============================================================
+0     M          max over F (−inf when F is empty)
+1     S_OFF      ``Σ_{c∈F, c≠K} e^{z_c − sh}`` (the argmax term never added)
+2     XY         ``z_y`` when the target is in the slice, else 0
+3     HIT        1 when the target is in the slice, else 0
+4     WY         ``w_y`` when the target is in the slice, else 0
+5-7   NNAN, NPINF, NPINFW   NaN entries, ``+inf`` entries, ``+inf`` with ``w ≠ 0``
+8     D          ``Σ_{c∈F, w_c≠0} w_c (sh − z_c)`` (smoothing)
+9-10  WOFF, WK   ``Σ_{c≠K} w_c`` and ``w_K`` (smoothing)
+11    W          ``Σ_c w_c`` (smoothing)
+12-13 WPOS, WNEG classes with ``w > 0`` / ``w < 0`` (smoothing, weights)
+14    WKP        ``w`` at ``KPINF`` (smoothing)
+====  =========  ===============================================================
 
-Vocabulary split (columns ``[v0, v1)`` of ``num_classes``): pass 1,
-:func:`ce_partials`, reduces each row of a slice to a small **partial state**
-(float64, 8 numbers per row, :data:`STATE_FIELDS`):
+``K`` is the global column of the first max over F (the slice's first column
+when F holds only −inf), ``KPINF`` the first ``+inf`` (``BIG = 2³¹ − 1`` if none).
 
-==========  =====================================================================
-``m``       max of the slice's (capped) logits; ``-inf`` if none is finite
-``k``       global class index of the slice's first maximum (as a float)
-``s``       ``Σ_{c ≠ k} exp(z_c − m)`` over the slice (the max itself excluded)
-``xy``      the target's logit if the target is in the slice, else 0
-``has_y``   1.0 if the target is in the slice, else 0.0
-``aoff``    ``Σ_{c ≠ k} a'_c`` with ``a'_c = w_c·ε/C`` (the smoothing mass)
-``ak``      ``a'_k``
-``g``       ``Σ_c a'_c·(sh − z_c)``, ``sh = m`` (or 0 when ``m = -inf``)
-==========  =====================================================================
-
-**Merge rule** (:func:`merge_partials`, the online log-sum-exp; exact up to
-rounding, associative in exact arithmetic): of two states ``A`` (lower columns)
-and ``B``, the one with the larger ``m`` wins (``A`` on ties, so ``k`` stays the
-first argmax); with ``W`` the winner and ``L`` the other,
-``f = exp(m_L − m_W)`` (0 if ``m_L = -inf``)::
-
-    m = m_W, k = k_W, ak = ak_W
-    s    = s_W + f·(1 + s_L)                 (the loser's max element enters as f·1)
-    aoff = aoff_W + (aoff_L + ak_L)
-    g    = g_W + g_L + (sh_W − sh_L)·(aoff_L + ak_L)
-    xy, has_y from whichever has has_y
-
-For an all-reduce across processes (issue 12) the same merge is two
-collectives: gather ``(m, k)`` of every rank (or all-reduce ``max`` of ``m``,
-then ``min`` of ``k`` over the ranks whose ``m`` is the max) to get the global
-``M, K``; then :func:`rescale_partials` gives each rank's contribution, and a
-``sum`` all-reduce of the contributions is the merged state (columns ``s``,
-``xy``, ``has_y``, ``aoff``, ``ak``, ``g``; ``m``, ``k`` are already ``M, K``).
-
-Pass 2, :func:`ce_chunk_grad`, writes the gradient of a slice in place, given
-the merged state; :func:`finish_partials` gives the per-row loss and lse from
-it.  The split result equals the unsplit one up to rounding (not bit for bit:
-the order of the sums differs).
+**Merge rule** (:func:`merge_partials`; the same across ranks): ``m = max_r M_r``,
+``k = min{K_r : M_r = m}``, ``kpinf = min_r KPINF_r``; each slice lifts its state
+to ``(m, k, kpinf)`` (:func:`lift_partials`: ``S_OFF ← S_OFF·r + [K_r ≠ k]·r``
+with ``r = e^{M_r − m}``, ``D ← D + (sh − sh_r)·W``, ``WOFF ← WOFF + [K_r ≠
+k]·WK``, ``WK ← [K_r = k]·WK``, ``WKP ← [KPINF_r = kpinf]·WKP``), and the merged
+state is the column-wise sum, with ``M = m``.  Across processes: a MAX
+all-reduce of ``M``, MIN all-reduces of ``K`` (over ranks attaining ``m``) and
+``KPINF``, then a SUM all-reduce of the lifted states (see ``docs/triton.md``).
+:func:`vocab_finish` then computes the loss, the lse and the slice's gradient.
 
 >>> import numpy as np
 >>> from crossentropy._kernels import _chunk
 >>> x = np.array([[2.0, 1.0, -1.0, 0.5]]); y = np.array([0])
->>> block = x.copy()
->>> loss, lse = _chunk.ce_chunk(block, y)       # block now holds the gradient
->>> round(float(loss[0]), 6), np.round(block, 4).tolist()
+>>> g = x.copy()
+>>> loss, lse = _chunk.chunk_cross_entropy(g, y, grad_scale=1.0, grad_into=g)   # g: the gradient, in place
+>>> round(float(loss[0]), 6), np.round(g, 4).tolist()
 (0.495182, [[-0.3905, 0.2242, 0.0303, 0.136]])
->>> parts = [_chunk.ce_partials(x[:, a:b].copy(), y, class_offset=a, num_classes=4) for a, b in ((0, 2), (2, 4))]
->>> state = _chunk.merge_partials(parts)
->>> round(float(_chunk.finish_partials(state, y)[0][0]), 6)
+>>> parts = [_chunk.vocab_partials(x[:, a:b], y, class_offset=a, num_classes=4) for a, b in ((0, 2), (2, 4))]
+>>> merged = _chunk.merge_partials(parts)
+>>> round(float(_chunk.vocab_finish(x[:, 2:], y, merged, class_offset=2, num_classes=4)[0][0]), 6)
 0.495182
 """
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numpy as np
 
-from .._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError, TargetOutOfRangeError
+from .._backend import namespace
+from .._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
+from .._validation import check_index_target, check_nonnegative_option, check_unit_interval_option
 from . import _ck
 
-__all__ = ["STATE_FIELDS", "ce_chunk", "ce_partials", "merge_partials", "rescale_partials", "finish_partials",
-           "ce_chunk_grad"]
+__all__ = ["Partials", "STATE_FIELDS", "BIG", "chunk_cross_entropy", "vocab_partials", "lift_partials",
+           "merge_partials", "vocab_finish"]
 
-STATE_FIELDS = ("m", "k", "s", "xy", "has_y", "aoff", "ak", "g")
+STATE_FIELDS = ("M", "S_OFF", "XY", "HIT", "WY", "NNAN", "NPINF", "NPINFW", "D", "WOFF", "WK", "W", "WPOS", "WNEG",
+                "WKP")
+(M, S_OFF, XY, HIT, WY, NNAN, NPINF, NPINFW, D, WOFF, WK, W, WPOS, WNEG, WKP) = range(15)
+NSTAT = 15
+K, KPINF = 0, 1
+BIG = 2**31 - 1  # "no index"
 _FULL, _PARTIALS, _GRAD_SLICE = 0, 1, 2
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
+
+class Partials(NamedTuple):
+    """Per-row partial state of a vocabulary slice (columns: :data:`STATE_FIELDS`).
+
+    ``stats``: ``(rows, 15)`` float64; ``index``: ``(rows, 2)`` int64 (K, KPINF);
+    ``options``: ``(smoothing, weighted, softcap, num_classes)``, the options the
+    state was computed for (checked when states are merged or finished).
+    """
+
+    stats: np.ndarray
+    index: np.ndarray
+    options: tuple
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
 
 def _need_kernels():
     if _ck is None:
@@ -107,7 +129,7 @@ def _need_kernels():
                                  "which is not built; reinstall with a C compiler")
 
 
-def _block(x, name="logits"):
+def _check_logits(x, name="logits"):
     if not isinstance(x, np.ndarray):
         raise InvalidDTypeError(f"{name} must be a NumPy array; got {type(x).__name__}")
     if x.dtype not in _FLOATS or not x.dtype.isnative:
@@ -115,189 +137,250 @@ def _block(x, name="logits"):
     if x.ndim != 2:
         raise ShapeMismatchError(f"{name} must be 2-D (rows, classes); got shape {x.shape}")
     if x.shape[1] > 1 and x.strides[1] != x.itemsize:
-        raise ShapeMismatchError(f"{name} must have contiguous columns (a row-strided block is fine)")
-    if not x.flags.writeable:
-        raise InvalidOptionError(f"{name} must be writeable: the kernels work in place")
+        raise InvalidOptionError(f"{name} must be contiguous along its class axis; got strides {x.strides}")
     return x
 
 
-def _targets(target, n):
-    t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise InvalidDTypeError(f"target must hold integer class indices; got dtype {t.dtype}")
-    if t.shape != (n,):
-        raise ShapeMismatchError(f"target must have shape ({n},), one index per row; got {t.shape}")
-    if t.dtype not in (np.int64, np.int32) or not t.flags.c_contiguous or not t.dtype.isnative:
-        t = np.ascontiguousarray(t, dtype=np.int64)
-    return t
+def _check_target(target, rows):
+    if not isinstance(target, np.ndarray):
+        raise InvalidDTypeError(f"target must be a NumPy array of class indices; got {type(target).__name__}")
+    if target.dtype.kind not in "iu":
+        raise InvalidDTypeError(f"target must hold integer class indices; got dtype {target.dtype}")
+    if target.shape != (rows,):
+        raise ShapeMismatchError(f"target must have shape ({rows},), one class index per row; got {target.shape}")
+    if target.dtype not in (np.int64, np.int32) or not target.flags.c_contiguous or not target.dtype.isnative:
+        target = np.ascontiguousarray(target, dtype=np.int64)
+    return target
 
 
-def _options(x, weight, ignore_index, label_smoothing, z_loss, softcap, num_classes):
-    C = int(num_classes)
-    if weight is not None:
-        weight = np.asarray(weight)
-        if weight.shape != (C,):
-            raise ShapeMismatchError(f"weight must have shape ({C},), one entry per class; got {weight.shape}")
-        if weight.dtype != x.dtype:
-            raise InvalidDTypeError(f"weight must have the logits' dtype ({x.dtype}); got {weight.dtype}")
-        weight = np.ascontiguousarray(weight)
-    eps = float(label_smoothing)
-    if not 0.0 <= eps <= 1.0:
-        raise InvalidOptionError(f"label_smoothing must be in [0, 1]; got {label_smoothing}")
-    z = float(z_loss)
-    if not z >= 0.0:
-        raise InvalidOptionError(f"z_loss must be ≥ 0; got {z_loss}")
-    cap = 0.0
-    if softcap is not None:
-        cap = float(softcap)
-        if not (cap > 0.0 and np.isfinite(cap)):
-            raise InvalidOptionError(f"softcap must be a positive finite number; got {softcap}")
-    if ignore_index is not None and not isinstance(ignore_index, (int, np.integer)):
-        raise InvalidOptionError(f"ignore_index must be an integer or None; got {ignore_index!r}")
-    return weight, (None if ignore_index is None else int(ignore_index)), eps, z, cap
-
-
-def _grad_scale(grad_scale, n):
-    if grad_scale is None:
+def _check_weight(weight, x, n, what):
+    if weight is None:
         return None
-    g = np.ascontiguousarray(grad_scale, dtype=np.float64).reshape(-1)
-    if g.size not in (1, n):
-        raise ShapeMismatchError(f"grad_scale must be one value or one per row ({n}); got {g.size} values")
-    return g
+    if not isinstance(weight, np.ndarray):
+        raise InvalidDTypeError(f"weight must be a NumPy array; got {type(weight).__name__}")
+    if weight.shape != (n,):
+        raise ShapeMismatchError(f"weight must have shape ({n},), one entry per {what}; got {weight.shape}")
+    if weight.dtype.kind != "f":
+        raise InvalidDTypeError(f"weight must be a floating array; got dtype {weight.dtype}")
+    return np.ascontiguousarray(weight, dtype=x.dtype)
 
 
-def _out(out, n, name):
-    if out is None:
-        return np.empty(n, np.float64)
-    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (n,) and out.flags.c_contiguous):
-        raise ShapeMismatchError(f"{name} must be a contiguous float64 array of shape ({n},)")
-    return out
-
-
-def _raise_bad(t, i, C):
-    raise TargetOutOfRangeError(f"target[{i}] = {int(t[i])} is outside [0, {C}) classes")
-
-
-def ce_chunk(logits, target, /, *, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0, softcap=None,
-             grad_scale=None, need_grad=True, loss=None, lse=None):
-    """Per-row loss and lse of a whole-vocabulary block; the gradient overwrites ``logits``.
-
-    Shapes: ``logits`` ``(N, C)``; ``target`` ``(N,)``; returns ``(loss, lse)``,
-    float64 ``(N,)`` (or the ``loss=`` / ``lse=`` arrays given).  With
-    ``need_grad`` the block holds ``grad_scale·∂loss/∂logits`` afterwards;
-    without it the block is left as is (or holds the capped logits with a soft cap).
-    """
-    _need_kernels()
-    x = _block(logits)
-    n, C = x.shape
-    t = _targets(target, n)
-    w, ii, eps, z, cap = _options(x, weight, ignore_index, label_smoothing, z_loss, softcap, C)
-    loss, lse = _out(loss, n, "loss"), _out(lse, n, "lse")
-    bad = _ck.ce_kernel(x, 0, t, None, w, ii, eps, z, _grad_scale(grad_scale, n), x if need_grad else None, loss,
-                        False, cap, lse, 0, C, None, _FULL)
-    if bad >= 0:
-        _raise_bad(t, bad, C)
-    return loss, lse
-
-
-def ce_partials(logits, target, /, *, class_offset, num_classes, weight=None, ignore_index=None,
-                label_smoothing=0.0, softcap=None, out=None):
-    """Pass 1 of the vocabulary split: the partial state ``(N, 8)`` of columns
-    ``[class_offset, class_offset + V)`` (see the module docstring).  With a soft
-    cap the block is overwritten with the capped logits, which pass 2 expects."""
-    _need_kernels()
-    x = _block(logits)
-    n, V = x.shape
-    C = int(num_classes)
-    off = int(class_offset)
-    if off < 0 or off + V > C:
-        raise ShapeMismatchError(f"columns [{off}, {off + V}) do not fit in num_classes={C}")
-    t = _targets(target, n)
-    w, ii, eps, _, cap = _options(x, weight, ignore_index, label_smoothing, 0.0, softcap, C)
-    if out is None:
-        out = np.empty((n, len(STATE_FIELDS)), np.float64)
-    elif not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (n, len(STATE_FIELDS))
-              and out.flags.c_contiguous):
-        raise ShapeMismatchError(f"out must be a contiguous float64 array of shape ({n}, {len(STATE_FIELDS)})")
-    bad = _ck.ce_kernel(x, 0, t, None, w, ii, eps, 0.0, None, None, None, False, cap, None, off, C, out, _PARTIALS)
-    if bad >= 0:
-        _raise_bad(t, bad, C)
-    return out
-
-
-def _states(states):
-    s = np.ascontiguousarray(np.stack(list(states)) if not isinstance(states, np.ndarray) else states,
-                             dtype=np.float64)
-    if s.ndim != 3 or s.shape[2] != len(STATE_FIELDS):
-        raise ShapeMismatchError(f"states must be P partial states of shape (N, {len(STATE_FIELDS)}); got {s.shape}")
+def _check_softcap(softcap):
+    if softcap is None:
+        return None
+    try:
+        s = float(softcap)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"softcap must be a positive number or None; got {softcap!r}") from None
+    if not (0.0 < s < math.inf):
+        raise InvalidOptionError(f"softcap must be a positive finite number or None; got {softcap!r}")
     return s
 
 
-def merge_partials(states, /):
-    """Merge the states of slices listed in column order into one ``(N, 8)`` state."""
+def _check_ignore(ignore_index):
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise InvalidOptionError(f"ignore_index must be an int or None; got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def _options(label_smoothing, z_loss, softcap, ignore_index):
+    eps = float(check_unit_interval_option(label_smoothing, "label_smoothing"))
+    z = float(check_nonnegative_option(z_loss, "z_loss"))
+    return eps, z, _check_softcap(softcap), _check_ignore(ignore_index)
+
+
+def _grad_args(logits, grad_scale, grad_into, rows):
+    """``(scale array or None, grad_into)``; None means no gradient."""
+    if grad_scale is None:
+        if grad_into is not None:
+            raise InvalidOptionError("grad_into was given without grad_scale; pass grad_scale=1.0 for the plain gradient")
+        return None, None
+    if grad_into is None:
+        raise InvalidOptionError(
+            "grad_scale was given without grad_into; pass grad_into=logits to write the gradient over the logits")
+    if not isinstance(grad_into, np.ndarray) or grad_into.shape != logits.shape:
+        raise ShapeMismatchError(
+            f"grad_into must have the logits' shape {logits.shape}; got {getattr(grad_into, 'shape', None)}")
+    if grad_into.dtype != logits.dtype:
+        raise InvalidDTypeError(f"grad_into must have the logits' dtype {logits.dtype}; got {grad_into.dtype}")
+    if grad_into.shape[1] > 1 and grad_into.strides[1] != grad_into.itemsize:
+        raise InvalidOptionError(f"grad_into must be contiguous along its class axis; got strides {grad_into.strides}")
+    if not grad_into.flags.writeable:
+        raise InvalidOptionError("grad_into must be writeable; got a read-only array")
+    same = (grad_into.__array_interface__["data"][0] == logits.__array_interface__["data"][0]
+            and grad_into.strides == logits.strides)
+    if not same and np.may_share_memory(grad_into, logits):
+        raise InvalidOptionError("grad_into overlaps logits without being the logits themselves")
+    g = np.asarray(grad_scale, dtype=np.float64)
+    if g.size == 1:
+        g = g.reshape(1)
+    elif g.shape != (rows,):
+        raise ShapeMismatchError(f"grad_scale must be a number or have shape ({rows},); got {g.shape}")
+    return np.ascontiguousarray(g), grad_into
+
+
+def _range_check(bad, target, num_classes, ignore_index):
+    if bad >= 0:  # the core's check raises the canonical message (target[i] = v is outside [0, C) classes)
+        check_index_target(namespace(target), target, num_classes, ignore_index, tuple(target.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole vocabulary in one block
+# ---------------------------------------------------------------------------------------------
+
+def chunk_cross_entropy(logits, target, /, *, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
+                        softcap=None, grad_scale=None, grad_into=None, validate=True):
+    """Per-row loss and lse of a ``(rows, V)`` logits block, and optionally its gradient.
+
+    Shapes: ``logits`` ``(rows, V)``; ``target`` ``(rows,)``; ``weight`` ``(V,)``;
+    ``grad_scale`` a number or ``(rows,)``; ``grad_into`` like ``logits`` (or the
+    logits themselves).  Returns ``(loss, lse)``, float64 ``(rows,)``.  The target
+    range is always checked (it costs no synchronisation on the CPU), so
+    ``validate`` is accepted for the CUDA signature's sake.
+    """
     _need_kernels()
-    s = _states(states)
-    out = np.empty(s.shape[1:], np.float64)
-    _ck.ce_merge(s, out)
-    return out
-
-
-def rescale_partials(state, m, k, /):
-    """This slice's contribution to a ``sum`` all-reduce, given the global max ``m``
-    and first argmax ``k`` of each row (both ``(N,)``)."""
-    _need_kernels()
-    st = np.ascontiguousarray(state, dtype=np.float64)
-    n = st.shape[0]
-    mm = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
-    kk = np.ascontiguousarray(k, dtype=np.float64).reshape(-1)
-    if st.shape != (n, len(STATE_FIELDS)) or mm.shape != (n,) or kk.shape != (n,):
-        raise ShapeMismatchError("state must be (N, 8) and m, k (N,)")
-    out = np.empty_like(st)
-    _ck.ce_rescale(st, mm, kk, out)
-    return out
-
-
-def finish_partials(state, target, /, *, weight=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
-                    loss=None, lse=None):
-    """Per-row ``(loss, lse)`` (float64) from a merged state."""
-    _need_kernels()
-    st = np.ascontiguousarray(state, dtype=np.float64)
-    n = st.shape[0]
-    t = _targets(target, n)
-    eps = float(label_smoothing)
-    if not 0.0 <= eps <= 1.0:
-        raise InvalidOptionError(f"label_smoothing must be in [0, 1]; got {label_smoothing}")
-    if not float(z_loss) >= 0.0:
-        raise InvalidOptionError(f"z_loss must be ≥ 0; got {z_loss}")
-    loss, lse = _out(loss, n, "loss"), _out(lse, n, "lse")
-    w = None if weight is None else np.ascontiguousarray(weight)
-    _ck.ce_finish(st, t, w, None if ignore_index is None else int(ignore_index), eps, float(z_loss), loss, lse)
+    x = _check_logits(logits)
+    rows, V = x.shape
+    t = _check_target(target, rows)
+    w = _check_weight(weight, x, V, "class")
+    eps, z, cap, ii = _options(label_smoothing, z_loss, softcap, ignore_index)
+    gs, g = _grad_args(x, grad_scale, grad_into, rows)
+    loss = np.empty(rows, np.float64)
+    lse = np.empty(rows, np.float64)
+    if rows == 0:
+        return loss, lse
+    if V == 0:
+        raise ShapeMismatchError("logits must have at least one class; got shape (rows, 0)")
+    bad = _ck.ce_kernel(x, 0, t, None, w, ii, eps, z, gs, g, loss, True, cap or 0.0, lse, 0, V, None, None, _FULL)
+    _range_check(bad, t, V, ii)
     return loss, lse
 
 
-def ce_chunk_grad(logits, state, target, /, *, class_offset, num_classes, weight=None, ignore_index=None,
-                  label_smoothing=0.0, z_loss=0.0, softcap=None, grad_scale=None, loss=None, lse=None):
-    """Pass 2 of the vocabulary split: the gradient of columns ``[class_offset,
-    class_offset + V)`` overwrites ``logits`` (which holds the capped logits
-    written by pass 1 when there is a soft cap), given the merged ``state``.
-    Returns the block; ``loss=`` / ``lse=`` arrays, if given, receive the rows'
-    loss and lse (the same for every slice)."""
+# ---------------------------------------------------------------------------------------------
+# vocabulary split
+# ---------------------------------------------------------------------------------------------
+
+def _split_checks(logits, class_offset, num_classes):
+    _check_logits(logits)
+    width = logits.shape[1]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise InvalidOptionError(f"num_classes must be a positive int; got {num_classes!r}")
+    if (isinstance(class_offset, bool) or not isinstance(class_offset, (int, np.integer)) or class_offset < 0
+            or class_offset + width > num_classes):
+        raise InvalidOptionError(
+            f"class_offset must be an int with 0 <= class_offset and class_offset + {width} (the slice's width) "
+            f"<= num_classes={num_classes}; got {class_offset!r}")
+    return logits.shape[0], width
+
+
+def vocab_partials(logits, target, /, *, class_offset, num_classes, weight=None, label_smoothing=0.0, softcap=None):
+    """Pass 1 over a column slice: the partial state of classes ``[class_offset, class_offset + width)``.
+
+    ``logits`` is the slice ``(rows, width)``; ``weight``, when given, the slice of
+    the class weights ``(width,)``; ``target`` the *global* class indices (any
+    value: only whether it falls in the slice matters here).  ``label_smoothing``
+    only says whether the smoothing sums are needed.  Returns :class:`Partials`.
+    """
     _need_kernels()
-    x = _block(logits)
-    n, V = x.shape
-    C = int(num_classes)
-    off = int(class_offset)
-    if off < 0 or off + V > C:
-        raise ShapeMismatchError(f"columns [{off}, {off + V}) do not fit in num_classes={C}")
-    st = np.ascontiguousarray(state, dtype=np.float64)
-    if st.shape != (n, len(STATE_FIELDS)):
-        raise ShapeMismatchError(f"state must have shape ({n}, {len(STATE_FIELDS)}); got {st.shape}")
-    t = _targets(target, n)
-    w, ii, eps, z, cap = _options(x, weight, ignore_index, label_smoothing, z_loss, softcap, C)
-    lo = None if loss is None else _out(loss, n, "loss")
-    ls = None if lse is None else _out(lse, n, "lse")
-    bad = _ck.ce_kernel(x, 0, t, None, w, ii, eps, z, _grad_scale(grad_scale, n), x, lo, False, cap, ls, off, C, st,
-                        _GRAD_SLICE)
-    if bad >= 0:
-        _raise_bad(t, bad, C)
-    return x
+    rows, width = _split_checks(logits, class_offset, num_classes)
+    t = _check_target(target, rows)
+    w = _check_weight(weight, logits, width, "class of the slice")
+    eps = float(check_unit_interval_option(label_smoothing, "label_smoothing"))
+    cap = _check_softcap(softcap)
+    options = (eps > 0.0, w is not None, cap, int(num_classes))
+    stats = np.zeros((rows, NSTAT), np.float64)
+    index = np.full((rows, 2), BIG, np.int64)
+    if rows == 0 or width == 0:
+        stats[:, M] = -math.inf  # the empty slice: the merge's neutral element
+        return Partials(stats, index, options)
+    _ck.ce_kernel(logits, 0, t, None, w, None, eps, 0.0, None, None, None, False, cap or 0.0, None,
+                  int(class_offset), int(num_classes), stats, index, _PARTIALS)
+    return Partials(stats, index, options)
+
+
+def lift_partials(part, m, k, kpinf):
+    """A slice's state re-expressed against the global ``(m, k, kpinf)``: summing lifted states is the merge.
+
+    Shapes: ``m`` ``(rows,)`` float; ``k``, ``kpinf`` ``(rows,)`` int.  Returns
+    ``(rows, 15)`` float64 with ``M`` = 0 (the caller sets the merged ``M = m``).
+    """
+    s = np.array(part.stats, dtype=np.float64, copy=True)
+    m = np.asarray(m, np.float64)
+    mr = s[:, M]
+    kr, kpr = part.index[:, K], part.index[:, KPINF]
+    neg = mr == -math.inf
+    sh = np.where(m > -math.inf, m, 0.0)
+    shr = np.where(neg, 0.0, mr)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.where(neg, 0.0, np.exp(np.where(neg, sh, mr) - sh))
+    is_k = kr == np.asarray(k)
+    s[:, S_OFF] = s[:, S_OFF] * r + np.where(is_k, 0.0, r)
+    s[:, D] = s[:, D] + (sh - shr) * s[:, W]
+    s[:, WOFF] = s[:, WOFF] + np.where(is_k, 0.0, s[:, WK])
+    s[:, WK] = np.where(is_k, s[:, WK], 0.0)
+    s[:, WKP] = np.where(kpr == np.asarray(kpinf), s[:, WKP], 0.0)
+    s[:, M] = 0.0
+    return s
+
+
+def merge_partials(parts):
+    """Combine the states of disjoint column slices (summed in list order) into one :class:`Partials`."""
+    parts = list(parts)
+    if not parts:
+        raise InvalidOptionError("merge_partials needs at least one Partials; got none")
+    opts = parts[0].options
+    for i, p in enumerate(parts):
+        if not isinstance(p, Partials):
+            raise InvalidDTypeError(f"parts[{i}] must be a Partials; got {type(p).__name__}")
+        if p.options != opts:
+            raise InvalidOptionError(f"parts[{i}] was computed with options {p.options}; parts[0] with {opts}")
+        if p.stats.shape != parts[0].stats.shape:
+            raise ShapeMismatchError(f"parts[{i}] has {p.stats.shape[0]} rows; parts[0] has {parts[0].stats.shape[0]}")
+    ms = np.stack([p.stats[:, M] for p in parts])
+    m = ms.max(0)
+    ks = np.stack([p.index[:, K] for p in parts])
+    k = np.where(ms == m, ks, BIG).min(0)
+    kpinf = np.stack([p.index[:, KPINF] for p in parts]).min(0)
+    total = lift_partials(parts[0], m, k, kpinf)
+    for p in parts[1:]:
+        total = total + lift_partials(p, m, k, kpinf)
+    total[:, M] = m
+    return Partials(total, np.stack([k, kpinf], 1).astype(np.int64), opts)
+
+
+def vocab_finish(logits, target, merged, /, *, class_offset, num_classes, weight=None, ignore_index=None,
+                 label_smoothing=0.0, z_loss=0.0, softcap=None, grad_scale=None, grad_into=None, write_loss=True,
+                 validate=True):
+    """Pass 2 over a column slice, from the merged state: loss, lse and the slice's gradient.
+
+    The options must be those the states were computed with (checked).  Returns
+    ``(loss, lse)`` (float64 ``(rows,)``, the same for every slice; ``None, None``
+    with ``write_loss=False``) and, with ``grad_scale``, writes the slice's
+    gradient into ``grad_into`` (the slice's logits themselves for in place).
+    """
+    _need_kernels()
+    rows, width = _split_checks(logits, class_offset, num_classes)
+    t = _check_target(target, rows)
+    w = _check_weight(weight, logits, width, "class of the slice")
+    eps, z, cap, ii = _options(label_smoothing, z_loss, softcap, ignore_index)
+    if not isinstance(merged, Partials):
+        raise InvalidDTypeError(f"merged must be a Partials; got {type(merged).__name__}")
+    want = (eps > 0.0, w is not None, cap, int(num_classes))
+    if tuple(merged.options) != want:
+        names = ("smoothing", "weighted", "softcap", "num_classes")
+        fmt = lambda o: ", ".join(f"{n}={v}" for n, v in zip(names, o))  # noqa: E731
+        raise InvalidOptionError(f"merged was computed with options ({fmt(merged.options)}); this call has ({fmt(want)})")
+    if merged.stats.shape != (rows, NSTAT) or merged.index.shape != (rows, 2):
+        raise ShapeMismatchError(f"merged must hold {rows} rows; got stats {merged.stats.shape}")
+    gs, g = _grad_args(logits, grad_scale, grad_into, rows)
+    loss = np.empty(rows, np.float64) if write_loss else None
+    lse = np.empty(rows, np.float64) if write_loss else None
+    if rows and (write_loss or g is not None):
+        stats = np.ascontiguousarray(merged.stats, dtype=np.float64)
+        index = np.ascontiguousarray(merged.index, dtype=np.int64)
+        bad = _ck.ce_kernel(logits, 0, t, None, w, ii, eps, z, gs, g, loss, False, cap or 0.0, lse,
+                            int(class_offset), int(num_classes), stats, index, _GRAD_SLICE)
+        _range_check(bad, t, num_classes, ii)
+    return (loss, lse) if write_loss else (None, None)

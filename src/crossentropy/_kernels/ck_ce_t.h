@@ -55,19 +55,43 @@ KINL void F_(st8)(T *p, vd v)
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* soft cap, in place: x ← s·tanh(x/s)                                                 */
+/* soft cap: z = s·tanh(x/s) (rounded to T, as the reference's capped array is), and  */
+/* its derivative sech²(x/s) = 4e/(1 + e)², e = e^{−2|x/s|} (relative precision kept  */
+/* where 1 − tanh² would round to 0)                                                   */
 /* ---------------------------------------------------------------------------------- */
-KATTR static void F_(softcap_inplace)(T *x, i64 n, double s)
+KINL void F_(cap8)(vd xv, double s, vd *z, vd *f)
 {
-    double inv = 1.0 / s;
+    vd u = xv / s;
+    vd a = vabs(u);
+    vd t = vtanh(u);
+    *z = s * t;
+    if (f) {
+        vd e = vexp_hi(-2.0 * a, vsplat(0.0));
+        *f = (4.0 * e) / ((1.0 + e) * (1.0 + e));
+    }
+}
+
+KATTR static void F_(capfill)(const T *x, i64 n, double s, T *z, double *f)
+{
     i64 j = 0;
-    for (; j + VW <= n; j += VW)
-        F_(st8)(x + j, s * vtanh(F_(ld8)(x + j) * inv));
+    vd zv, fv;
+    for (; j + VW <= n; j += VW) {
+        F_(cap8)(F_(ld8)(x + j), s, &zv, f ? &fv : NULL);
+        F_(st8)(z + j, zv);
+        if (f)
+            vstored(f + j, fv);
+    }
     if (j < n) {
         T buf[VW] = {0};
+        double fb[VW];
         memcpy(buf, x + j, (size_t)(n - j) * sizeof(T));
-        F_(st8)(buf, s * vtanh(F_(ld8)(buf) * inv));
-        memcpy(x + j, buf, (size_t)(n - j) * sizeof(T));
+        F_(cap8)(F_(ld8)(buf), s, &zv, f ? &fv : NULL);
+        F_(st8)(buf, zv);
+        memcpy(z + j, buf, (size_t)(n - j) * sizeof(T));
+        if (f) {
+            vstored(fb, fv);
+            memcpy(f + j, fb, (size_t)(n - j) * sizeof(double));
+        }
     }
 }
 
@@ -402,21 +426,11 @@ KATTR static void F_(tile_sums)(const T *x, i64 n, double sh, i64 kx, const F_(c
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* gradient sweep of one tile: g_j = F·e_j − ga·a'_j (× the soft cap's 1 − tanh²)      */
+/* gradient sweep of one tile: g_j = (F·e_j − ga·a'_j)·fac_j                           */
+/* (e_j from the scratch, or recomputed as e^{x_j − sh}; fac: the soft cap's sech²)    */
 /* ---------------------------------------------------------------------------------- */
-KINL vd F_(grad8)(vd x, vd e, double F, double ga, vd a, double capinv)
+KINL vd F_(grad_e)(vd xv, double sh, const double *scr, i64 j)
 {
-    vd out = F * e - ga * a;
-    if (capinv != 0.0) {
-        vd t = x * capinv; /* x holds the capped logit s·tanh(u): t = tanh(u) */
-        out = out * ((1.0 - t) * (1.0 + t));
-    }
-    return out;
-}
-
-KINL vd F_(grad_e)(const T *x, vd xv, double sh, const double *scr, i64 j)
-{
-    (void)x;
     if (scr)
         return vloadd(scr + j);
     vd dl;
@@ -425,55 +439,64 @@ KINL vd F_(grad_e)(const T *x, vd xv, double sh, const double *scr, i64 j)
 }
 
 KINL void F_(tile_grad_)(const T *x, T *g, i64 n, double sh, double F, double ga, const F_(coef_src) *cs,
-                              const double *scr, double capinv, const int cm)
+                         const double *scr, const double *fac, const int cm)
 {
     const vd zero = vsplat(0.0);
     i64 j = 0;
     for (; j + VW <= n; j += VW) {
-        vd xv = F_(ld8)(x + j);
-        vd e = F_(grad_e)(x, xv, sh, scr, j);
+        vd e = F_(grad_e)(scr ? zero : F_(ld8)(x + j), sh, scr, j);
         vd a = cm ? F_(coefv)(cs, j, cm) : zero;
-        F_(st8)(g + j, F_(grad8)(xv, e, F, ga, a, capinv));
+        vd out = F * e - ga * a;
+        if (fac)
+            out *= vloadd(fac + j);
+        F_(st8)(g + j, out);
     }
     if (j < n) {
         i64 r = n - j;
         T buf[VW];
-        /* the last VW elements again, when what they read is still intact: the
-         * exps (scratch) and no soft cap, or an output that is not the input */
-        if (n >= VW && ((scr && capinv == 0.0) || (const T *)g != x)) {
+        /* the last VW elements again, when what they read is still intact (the
+         * scratch, or an input that is not the output), else a padded copy */
+        if (n >= VW && (scr || (const T *)g != x)) {
             i64 jj = n - VW;
-            vd xv = F_(ld8)(x + jj);
-            vd e = F_(grad_e)(x, xv, sh, scr, jj);
+            vd e = F_(grad_e)(scr ? zero : F_(ld8)(x + jj), sh, scr, jj);
             vd a = cm ? F_(coefv)(cs, jj, cm) : zero;
-            F_(st8)(buf, F_(grad8)(xv, e, F, ga, a, capinv));
+            vd out = F * e - ga * a;
+            if (fac)
+                out *= vloadd(fac + jj);
+            F_(st8)(buf, out);
             memcpy(g + j, buf + (VW - r), (size_t)r * sizeof(T));
         } else {
-            double sb[VW] = {0};
+            double sb[VW] = {0}, fb[VW] = {0};
             for (int l = 0; l < VW; l++)
                 buf[l] = -INFINITY;
             memcpy(buf, x + j, (size_t)r * sizeof(T));
-            vd xv = F_(ld8)(buf), e;
+            vd e;
             if (scr) {
                 memcpy(sb, scr + j, (size_t)r * sizeof(double));
                 e = vloadd(sb);
             } else
-                e = F_(grad_e)(x, xv, sh, NULL, 0);
+                e = F_(grad_e)(F_(ld8)(buf), sh, NULL, 0);
             vd a = cm ? F_(coefv_short)(cs, j, r) : zero;
-            F_(st8)(buf, F_(grad8)(xv, e, F, ga, a, capinv));
+            vd out = F * e - ga * a;
+            if (fac) {
+                memcpy(fb, fac + j, (size_t)r * sizeof(double));
+                out *= vloadd(fb);
+            }
+            F_(st8)(buf, out);
             memcpy(g + j, buf, (size_t)r * sizeof(T));
         }
     }
 }
 
 KATTR static void F_(tile_grad)(const T *x, T *g, i64 n, double sh, double F, double ga, const F_(coef_src) *cs,
-                                 const double *scr, double capinv)
+                                 const double *scr, const double *fac)
 {
     switch (cs->cm) {
-    case CM_NONE: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_NONE); break;
-    case CM_CONST: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_CONST); break;
-    case CM_W: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_W); break;
-    case CM_P: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_P); break;
-    default: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, capinv, CM_WP); break;
+    case CM_NONE: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, fac, CM_NONE); break;
+    case CM_CONST: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, fac, CM_CONST); break;
+    case CM_W: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, fac, CM_W); break;
+    case CM_P: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, fac, CM_P); break;
+    default: F_(tile_grad_)(x, g, n, sh, F, ga, cs, scr, fac, CM_WP); break;
     }
 }
 
@@ -481,7 +504,8 @@ KATTR static void F_(tile_grad)(const T *x, T *g, i64 n, double sh, double F, do
 /* a non-finite row, literally as the reference computes it (categorical._ce_terms)    */
 /* ---------------------------------------------------------------------------------- */
 KATTR static void F_(row_literal)(const ce_job *J, const T *x, T *gr, int gather, i64 y, int valid,
-                                  const F_(coef_src) *cs, double g, double *loss_out, double *lse_out)
+                                  const F_(coef_src) *cs, double g, const double *fac, double *loss_out,
+                                  double *lse_out)
 {
     i64 C = J->C;
     const T *w = (const T *)J->w;
@@ -532,7 +556,7 @@ KATTR static void F_(row_literal)(const ce_job *J, const T *x, T *gr, int gather
             double gc = asum * p - a;
             if (J->z != 0.0)
                 gc += (2.0 * J->z * lse * p) * vf;
-            gr[c] = (T)(gc * g);
+            gr[c] = (T)(fac ? gc * g * fac[c] : gc * g);
         }
     }
 #undef CK_LIT_A
@@ -541,21 +565,74 @@ KATTR static void F_(row_literal)(const ce_job *J, const T *x, T *gr, int gather
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* one row (or one row of a slice)                                                     */
+/* scratch of a row (allocated per thread by the caller, ck_module.c: ce_scratch)      */
 /* ---------------------------------------------------------------------------------- */
-KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
+typedef struct {
+    double *e;      /* full rows with a gradient: the sweep's exps (C), then tile maxima */
+    double *tile_m;
+    T *z;           /* soft cap: the capped logits (C) */
+    double *f;      /* soft cap: sech² (C) */
+} F_(scratch);
+
+static void F_(carve)(const ce_job *J, double *scr, F_(scratch) *S)
 {
-    const i64 C = J->C, off = J->off;
-    T *xw = (T *)J->x + i * J->ldx; /* written only with a soft cap (the chunk API, in place) */
-    const T *x = xw;
+    const i64 C = J->C, nt = (C + CK_TILE - 1) / CK_TILE;
+    memset(S, 0, sizeof *S);
+    if (!scr)
+        return;
+    double *p = scr;
+    if (J->what == CK_FULL && J->grad && !J->no_escratch) {
+        S->e = p;
+        S->tile_m = p + C;
+        p += C + nt + 8;
+    }
+    if (J->softcap != 0.0) {
+        S->z = (T *)p;
+        p += C + 8;
+        S->f = p;
+    }
+}
+
+/* the tiles of a row: fold their states (ck_fold) in column order */
+KATTR static void F_(fold_row)(const T *x, i64 C, i64 off, const F_(coef_src) *cs, double *e, double *tile_m,
+                               ce_state *st)
+{
+    const i64 nt = (C + CK_TILE - 1) / CK_TILE;
+    st->m = -INFINITY;
+    st->k = off;
+    st->s = st->sc = st->aoff = st->ak = st->g = 0.0;
+    for (i64 t = 0; t < nt; t++) {
+        i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
+        double mt;
+        i64 kt;
+        F_(tile_max)(x + j0, n, &mt, &kt);
+        double sh = mt > -INFINITY ? mt : 0.0;
+        F_(coef_src) ct = *cs;
+        if (ct.w)
+            ct.w += j0;
+        if (ct.t)
+            ct.t += j0;
+        F_(tsum) ts;
+        F_(tile_sums)(x + j0, n, sh, kt, &ct, e ? e + j0 : NULL, &ts);
+        if (tile_m)
+            tile_m[t] = mt;
+        ck_fold(st, mt, off + j0 + kt, ts.s, ts.aoff, ts.ak, ts.g, EXACT);
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* a whole row: loss, lse, gradient                                                    */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(row_full)(const ce_job *J, i64 i, F_(scratch) *S)
+{
+    const i64 C = J->C;
+    const T *x = (const T *)J->x + i * J->ldx;
     T *gr = J->grad ? (T *)J->grad + i * J->ldg : NULL;
     const T *w = (const T *)J->w;
     const double g = J->gs ? J->gs[i * J->gstride] : 1.0;
-    const int what = J->what;
 
-    /* the target */
     int valid = 1;
-    i64 y = -1; /* global class index */
+    i64 y = -1;
     double h = 0.0;
     if (J->mode == CK_IDX) {
         y = J->y32 ? (i64)((const int32_t *)J->y)[i] : ((const i64 *)J->y)[i];
@@ -565,10 +642,9 @@ KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
         else
             y = -1;
     }
-    const i64 yl = (y >= off && y < off + C) ? y - off : -1; /* in this block? */
     F_(coef_src) cs;
     cs.cm = CM_NONE;
-    cs.w = w ? w + off : NULL;
+    cs.w = w;
     cs.t = J->t ? (const T *)J->t + i * J->ldt : NULL;
     cs.keep = 1.0 - J->eps;
     cs.spread = J->eps / (double)J->C_glob;
@@ -578,73 +654,24 @@ KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
     else if (valid && J->eps != 0.0)
         cs.cm = w ? CM_W : CM_CONST;
 
+    const double *fac = NULL;
+    if (J->softcap != 0.0) { /* every sweep below reads the capped row */
+        F_(capfill)(x, C, J->softcap, S->z, gr ? S->f : NULL);
+        x = S->z;
+        fac = gr ? S->f : NULL;
+    }
     ce_state st;
-    double *gstate = J->state ? J->state + i * CK_NSTATE : NULL;
-    double xy = NAN;
-    int has_y = 0;
-    const double capinv = J->softcap != 0.0 ? 1.0 / J->softcap : 0.0;
-    const i64 nt = (C + CK_TILE - 1) / CK_TILE;
-    double *tile_m = scr ? scr + C : NULL; /* per-tile maxima, after the exps */
-
-    if (what == CK_GRAD_SLICE) {
-        /* the merged state of all slices comes in */
-        st.m = gstate[ST_M];
-        st.k = (i64)gstate[ST_K];
-        st.s = gstate[ST_S];
-        st.sc = 0.0;
-        st.aoff = gstate[ST_AOFF];
-        st.ak = gstate[ST_AK];
-        st.g = gstate[ST_G];
-        has_y = gstate[ST_HASY] != 0.0;
-        xy = gstate[ST_XY];
-    } else {
-        st.m = -INFINITY;
-        st.k = off;
-        st.s = st.sc = st.aoff = st.ak = st.g = 0.0;
-        for (i64 t = 0; t < nt; t++) {
-            i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
-            if (J->softcap != 0.0)
-                F_(softcap_inplace)(xw + j0, n, J->softcap);
-            double mt;
-            i64 kt;
-            F_(tile_max)(x + j0, n, &mt, &kt);
-            double sh = mt > -INFINITY ? mt : 0.0;
-            F_(coef_src) ct = cs;
-            if (ct.w)
-                ct.w += j0;
-            if (ct.t)
-                ct.t += j0;
-            F_(tsum) ts;
-            F_(tile_sums)(x + j0, n, sh, kt, &ct, scr ? scr + j0 : NULL, &ts);
-            if (tile_m)
-                tile_m[t] = mt;
-            ck_fold(&st, mt, off + j0 + kt, ts.s, ts.aoff, ts.ak, ts.g, EXACT);
-        }
-        if (yl >= 0) {
-            xy = (double)x[yl];
-            has_y = 1;
-        }
-    }
-
-    if (what == CK_PARTIALS) {
-        gstate[ST_M] = st.m;
-        gstate[ST_K] = (double)st.k;
-        gstate[ST_S] = st.s + st.sc;
-        gstate[ST_XY] = has_y ? xy : 0.0;
-        gstate[ST_HASY] = has_y;
-        gstate[ST_AOFF] = st.aoff;
-        gstate[ST_AK] = st.ak;
-        gstate[ST_G] = st.g;
-        return;
-    }
+    F_(fold_row)(x, C, 0, &cs, gr ? S->e : NULL, gr ? S->tile_m : NULL, &st);
+    const double xy = y >= 0 ? (double)x[y] : NAN;
+    double *scr = gr ? S->e : NULL;
 
     ck_fin f;
-    ck_finish(&st, valid, h, xy, y, g, J->z, EXACT, &f);
+    ck_finish(&st, valid, h, xy, y, g, J->z, EXACT, J->mode == CK_IDX && J->eps == 0.0, &f);
     double loss = f.loss, lse = f.lse;
     if (!f.regular) {
-        if (J->exact_rows && what == CK_FULL) {
+        if (J->exact_rows) {
             int gather = J->mode == CK_IDX && J->eps == 0.0;
-            F_(row_literal)(J, x, gr, gather, y, valid, &cs, g, &loss, &lse);
+            F_(row_literal)(J, x, gr, gather, y, valid, &cs, g, fac, &loss, &lse);
         } else {
             loss = valid ? NAN : 0.0;
             if (gr)
@@ -652,21 +679,20 @@ KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
                     gr[c] = (T)NAN;
         }
     } else if (gr) {
-        /* x[yl] is read before the sweep may overwrite it (in place) */
+        /* everything read from the row (x[y]) was read before the sweep writes it */
         double gy = 0.0;
-        if (yl >= 0 && st.k != y) {
+        if (y >= 0 && st.k != y) {
             double ey;
             if (scr) { /* the exp of the sweep, relative to its tile's max */
-                double mt = tile_m[yl / CK_TILE];
-                ey = scr[yl] * CK_ESC * (mt == st.m ? 1.0 : ck_exp_diff(mt, st.m, EXACT));
+                double mt = S->tile_m[y / CK_TILE];
+                ey = scr[y] * CK_ESC * (mt == st.m ? 1.0 : ck_exp_diff(mt, st.m, EXACT));
             } else
                 ey = ck_exp_diff(xy, st.m, EXACT);
-            gy = f.coef * ey - g * (F_(coef1)(&cs, yl) + h);
-            if (capinv != 0.0) {
-                double t = xy * capinv;
-                gy *= (1.0 - t) * (1.0 + t);
-            }
+            gy = f.coef * ey - g * (F_(coef1)(&cs, y) + h);
+            if (fac)
+                gy *= fac[y];
         }
+        const i64 nt = (C + CK_TILE - 1) / CK_TILE;
         for (i64 t = 0; t < nt; t++) {
             i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
             F_(coef_src) ct = cs;
@@ -675,21 +701,13 @@ KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
             if (ct.t)
                 ct.t += j0;
             double Ft = scr ? f.coef * CK_ESC : f.coef;
-            if (scr && tile_m[t] != st.m)
-                Ft = tile_m[t] > -INFINITY ? Ft * ck_exp_diff(tile_m[t], st.m, EXACT) : 0.0;
-            F_(tile_grad)(x + j0, gr + j0, n, st.m, Ft, g, &ct, scr ? scr + j0 : NULL, capinv);
+            if (scr && S->tile_m[t] != st.m)
+                Ft = S->tile_m[t] > -INFINITY ? Ft * ck_exp_diff(S->tile_m[t], st.m, EXACT) : 0.0;
+            F_(tile_grad)(x + j0, gr + j0, n, st.m, Ft, g, &ct, scr ? scr + j0 : NULL, fac ? fac + j0 : NULL);
         }
-        if (yl >= 0 && st.k != y)
-            gr[yl] = (T)gy;
-        i64 kl = st.k - off;
-        if (kl >= 0 && kl < C) {
-            double gk = f.gk;
-            if (capinv != 0.0) {
-                double t = st.m * capinv;
-                gk *= (1.0 - t) * (1.0 + t);
-            }
-            gr[kl] = (T)gk;
-        }
+        if (y >= 0 && st.k != y)
+            gr[y] = (T)gy;
+        gr[st.k] = (T)(fac ? f.gk * fac[st.k] : f.gk);
     }
     if (J->loss) {
         if (J->loss_f64)
@@ -701,10 +719,200 @@ KATTR static void F_(ce_row)(const ce_job *J, i64 i, double *scr)
         J->lse[i] = lse;
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* pass 1 of the vocabulary split: the row's partial state over the block's columns    */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(row_partials)(const ce_job *J, i64 i, F_(scratch) *S)
+{
+    const i64 C = J->C, off = J->off;
+    const T *x = (const T *)J->x + i * J->ldx;
+    const T *w = (const T *)J->w;
+    double *st15 = J->state + i * CK_NSTAT;
+    i64 *ix = J->index + 2 * i;
+    const int smooth = J->smooth;
+    const i64 y = J->y32 ? (i64)((const int32_t *)J->y)[i] : ((const i64 *)J->y)[i];
+    const i64 yl = (y >= off && y < off + C) ? y - off : -1;
+
+    if (J->softcap != 0.0) {
+        F_(capfill)(x, C, J->softcap, S->z, NULL);
+        x = S->z;
+    }
+    for (int c = 0; c < CK_NSTAT; c++)
+        st15[c] = 0.0;
+    if (yl >= 0) {
+        st15[S_XY] = (double)x[yl];
+        st15[S_HIT] = 1.0;
+        st15[S_WY] = w ? (double)w[yl] : 1.0;
+    }
+    /* smoothing's sums with a'_c = w_c (the ε/V factor is the finish's) */
+    F_(coef_src) cs;
+    cs.cm = smooth ? (w ? CM_W : CM_CONST) : CM_NONE;
+    cs.w = w;
+    cs.t = NULL;
+    cs.keep = cs.spread = 0.0;
+    cs.aconst = 1.0;
+    ce_state st;
+    F_(fold_row)(x, C, off, &cs, NULL, NULL, &st);
+    double s_off = st.s + st.sc;
+    if (st.m > -INFINITY && st.m < INFINITY && s_off == s_off) {
+        /* no NaN, no +inf, a finite maximum: the sums are those of F */
+        st15[S_M] = st.m;
+        st15[S_SOFF] = s_off;
+        ix[0] = st.k;
+        ix[1] = CK_BIG;
+        if (smooth) {
+            st15[S_D] = st.g;
+            st15[S_WOFF] = st.aoff;
+            st15[S_WK] = st.ak;
+            st15[S_W] = J->wsum;
+            st15[S_WPOS] = J->wpos;
+            st15[S_WNEG] = J->wneg;
+        }
+        return;
+    }
+    /* NaN, +inf or no finite entry: count them and keep them out of (M, K, S_off) */
+    double m = -INFINITY, nnan = 0.0, npinf = 0.0, npinfw = 0.0, wkp = 0.0;
+    i64 k = off, kpinf = CK_BIG;
+    for (i64 c = 0; c < C; c++) {
+        double v = (double)x[c], wc = w ? (double)w[c] : 1.0;
+        if (v != v)
+            nnan += 1.0;
+        else if (v == INFINITY) {
+            npinf += 1.0;
+            if (kpinf == CK_BIG) {
+                kpinf = off + c;
+                wkp = smooth ? wc : 0.0;
+            }
+            if (smooth && wc != 0.0)
+                npinfw += 1.0;
+        } else if (v > m) {
+            m = v;
+            k = off + c;
+        }
+    }
+    double sh = m > -INFINITY ? m : 0.0, so = 0.0, d = 0.0, woff = 0.0;
+    for (i64 c = 0; c < C; c++) {
+        double v = (double)x[c], wc = w ? (double)w[c] : 1.0;
+        int inF = v == v && v < INFINITY;
+        if (inF && off + c != k)
+            so += exp(v - sh);
+        if (smooth) {
+            if (inF && wc != 0.0)
+                d += wc * (sh - v);
+            if (off + c != k)
+                woff += wc;
+        }
+    }
+    st15[S_M] = m;
+    st15[S_SOFF] = so;
+    st15[S_NNAN] = nnan;
+    st15[S_NPINF] = npinf;
+    st15[S_NPINFW] = npinfw;
+    if (smooth) {
+        st15[S_D] = d;
+        st15[S_WOFF] = woff;
+        st15[S_WK] = w ? (double)w[k - off] : 1.0;
+        st15[S_W] = J->wsum;
+        st15[S_WPOS] = J->wpos;
+        st15[S_WNEG] = J->wneg;
+        st15[S_WKP] = wkp;
+    }
+    ix[0] = k;
+    ix[1] = kpinf;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* pass 2 of the vocabulary split: loss, lse and the block's gradient from the merged  */
+/* state (the formulas of the Triton kernels' _finalize and _pass2)                    */
+/* ---------------------------------------------------------------------------------- */
+KATTR static void F_(row_grad_slice)(const ce_job *J, i64 i, F_(scratch) *S)
+{
+    const i64 C = J->C, off = J->off;
+    const T *x = (const T *)J->x + i * J->ldx;
+    T *gr = J->grad ? (T *)J->grad + i * J->ldg : NULL;
+    const T *w = (const T *)J->w;
+    const double scale = J->gs ? J->gs[i * J->gstride] : 1.0;
+    const double *st15 = J->state + i * CK_NSTAT;
+    const i64 *ix = J->index + 2 * i;
+    const i64 y = J->y32 ? (i64)((const int32_t *)J->y)[i] : ((const i64 *)J->y)[i];
+    const int valid = !(J->has_ii && y == J->ii);
+    ck_fin2 f;
+    ck_finalize(st15, ix[0], ix[1], y, valid, J->smooth, w != NULL, 1.0 - J->eps, J->eps / (double)J->C_glob,
+                J->z, &f);
+    if (J->loss)
+        ((double *)J->loss)[i] = f.loss;
+    if (J->lse)
+        J->lse[i] = f.lse;
+    if (!gr || C == 0)
+        return;
+    const double *fac = NULL;
+    if (J->softcap != 0.0) {
+        F_(capfill)(x, C, J->softcap, S->z, S->f);
+        x = S->z;
+        fac = S->f;
+    }
+    const i64 yl = (y >= off && y < off + C) ? y - off : -1, kl = f.K - off;
+    if (f.finite) {
+        /* g_c = scale·[(total + zc)·p_c − sm·w_c], p_c = e^{x_c − M}/S */
+        F_(coef_src) cs;
+        cs.cm = f.sm != 0.0 ? (w ? CM_W : CM_CONST) : CM_NONE;
+        cs.w = w;
+        cs.t = NULL;
+        cs.keep = cs.spread = 0.0;
+        cs.aconst = f.sm;
+        double gy = 0.0;
+        if (yl >= 0 && y != f.K) { /* read before the sweep may overwrite x[yl] (in place) */
+            double py = ck_exp_diff((double)x[yl], f.shift, EXACT) * f.inv_s;
+            gy = scale * ((f.total + f.zc) * py - (f.sm + f.hv) * (w ? (double)w[yl] : 1.0));
+            if (fac)
+                gy *= fac[yl];
+        }
+        double gk = 0.0;
+        if (kl >= 0 && kl < C) {
+            double pk = ck_exp_diff((double)x[kl], f.shift, EXACT) * f.inv_s;
+            gk = scale * ((f.off - f.total * f.qk) + f.zc * pk);
+            if (fac)
+                gk *= fac[kl];
+        }
+        const double F = scale * (f.total + f.zc) * f.inv_s;
+        const i64 nt = (C + CK_TILE - 1) / CK_TILE;
+        for (i64 t = 0; t < nt; t++) {
+            i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
+            F_(coef_src) ct = cs;
+            if (ct.w)
+                ct.w += j0;
+            F_(tile_grad)(x + j0, gr + j0, n, f.shift, F, scale, &ct, NULL, fac ? fac + j0 : NULL);
+        }
+        if (yl >= 0 && y != f.K)
+            gr[yl] = (T)gy;
+        if (kl >= 0 && kl < C)
+            gr[kl] = (T)gk;
+        return;
+    }
+    /* a non-finite row: the same formulas, elementwise (NaN/inf as IEEE gives them) */
+    for (i64 c = 0; c < C; c++) {
+        double v = (double)x[c];
+        double p = exp(v - f.shift) * f.inv_s;
+        double a = (f.sm + ((off + c) == y ? f.hv : 0.0)) * (w ? (double)w[c] : 1.0);
+        double gc = (off + c) == f.K ? f.off - f.total * f.qk : f.total * p - a;
+        gc = (gc + f.zc * p) * scale;
+        gr[c] = (T)(fac ? gc * fac[c] : gc);
+    }
+}
+
 KATTR static void F_(ce_rows)(const ce_job *J, i64 i0, i64 i1, double *scr)
 {
-    for (i64 i = i0; i < i1; i++)
-        F_(ce_row)(J, i, scr);
+    F_(scratch) S;
+    F_(carve)(J, scr, &S);
+    if (J->what == CK_PARTIALS)
+        for (i64 i = i0; i < i1; i++)
+            F_(row_partials)(J, i, &S);
+    else if (J->what == CK_GRAD_SLICE)
+        for (i64 i = i0; i < i1; i++)
+            F_(row_grad_slice)(J, i, &S);
+    else
+        for (i64 i = i0; i < i1; i++)
+            F_(row_full)(J, i, &S);
 }
 
 #undef VT

@@ -10,7 +10,6 @@
  *   ce_kernel(...)   one CE job over a (N, C) block (full rows, a slice's partials,
  *                    or a slice's gradient), for _fastpath and _kernels._chunk
  *   bce_kernel(...)  one elementwise BCE-with-logits job
- *   ce_merge / ce_rescale   the partial-state algebra of the vocabulary split
  *   configure / config / use_isa   threads, row block, on/off, ISA (tests)
  *
  * Arrays are NumPy arrays, read through the NumPy C API (no buffer-protocol
@@ -53,6 +52,7 @@ typedef struct {
     i64 scr_n;
 } ce_ctx;
 
+
 static void ce_task(void *p, i64 task, int tid)
 {
     ce_ctx *c = (ce_ctx *)p;
@@ -61,14 +61,14 @@ static void ce_task(void *p, i64 task, int tid)
 }
 
 /* Run a CE job; the caller may have released the GIL.  Each row is computed by
- * the same code whichever thread and block it falls in.  Returns -1 on a failed
- * allocation of more than one thread's scratch, after computing everything in
- * recompute mode (bitwise the same rows whatever the thread count). */
-static void run_ce(const ce_job *J)
+ * the same code whichever thread and block it falls in.  Returns -1 when the
+ * scratch a soft cap needs cannot be allocated (nothing computed then); a
+ * missing scratch for the exps only switches every row to recomputing them. */
+static int run_ce(ce_job *J)
 {
     i64 N = J->N, C = J->C;
     if (N <= 0)
-        return;
+        return 0;
     int nth = n_threads();
     if (nth < 1 || N < 2 || N * C < SMALL_WORK)
         nth = 1;
@@ -78,20 +78,30 @@ static void run_ce(const ce_job *J)
     i64 ntasks = (N + block - 1) / block;
     if (nth > ntasks)
         nth = (int)ntasks;
-    /* scratch: the exps of a row (reused by the gradient sweep) + the tile maxima */
-    i64 scr_n = 0;
-    if (J->grad && J->what == CK_FULL && C <= SCRATCH_MAX)
-        scr_n = C + (C + CK_TILE - 1) / CK_TILE + 8;
-    double *scr = scr_n ? (double *)malloc((size_t)nth * (size_t)scr_n * sizeof(double)) : NULL;
-    if (!scr)
-        scr_n = 0; /* exps recomputed in the gradient sweep, for every row alike */
-    ce_ctx ctx = {J, block, scr, scr_n};
+    /* per-thread scratch: the exps of a row (reused by the gradient sweep) and the
+     * tile maxima; with a soft cap the capped row and its derivative */
+    i64 e_n = (J->grad && J->what == CK_FULL && C <= SCRATCH_MAX) ? C + (C + CK_TILE - 1) / CK_TILE + 8 : 0;
+    i64 cap_n = J->softcap != 0.0 ? 2 * C + 16 : 0;
+    J->no_escratch = e_n == 0;
+    double *scr = NULL;
+    if (e_n + cap_n) {
+        scr = (double *)malloc((size_t)nth * (size_t)(e_n + cap_n) * sizeof(double));
+        if (!scr && e_n) { /* exps recomputed in the gradient sweep, for every row alike */
+            e_n = 0;
+            J->no_escratch = 1;
+            scr = cap_n ? (double *)malloc((size_t)nth * (size_t)cap_n * sizeof(double)) : NULL;
+        }
+        if (!scr && cap_n)
+            return -1;
+    }
+    ce_ctx ctx = {J, block, scr, e_n + cap_n};
     if (nth == 1)
         for (i64 t = 0; t < ntasks; t++)
             ce_task(&ctx, t, 0);
     else
         ck_pool_run(ce_task, &ctx, ntasks, nth);
     free(scr);
+    return 0;
 }
 
 typedef struct {
@@ -449,7 +459,7 @@ static PyObject *ce_direct(PyObject *self, PyObject *const *args, Py_ssize_t nar
         Py_BEGIN_ALLOW_THREADS run_ce(&J);
         Py_END_ALLOW_THREADS
     } else
-        run_ce(&J);
+        run_ce(&J); /* no soft cap here: cannot fail */
     PyObject *value;
     if (red == 0)
         value = lossarr;
@@ -594,7 +604,7 @@ static PyObject *bce_direct(PyObject *self, PyObject *const *args, Py_ssize_t na
 /* ce_value / bce_value: the public loss in one C call when the direct path applies    */
 /* ---------------------------------------------------------------------------------- */
 
-static PyObject *kw_ce, *kw_bce; /* keyword names of the fallback calls */
+static PyObject *kw_ce, *kw_ce_cap, *kw_bce; /* keyword names of the fallback calls */
 
 /* fallback(*args[0:2], **dict(zip(names, args[2:]))) → result[0] */
 static PyObject *call_fallback(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -609,26 +619,30 @@ static PyObject *call_fallback(PyObject *fallback, PyObject *const *args, Py_ssi
 }
 
 /* ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index,
- *          label_smoothing, reduction, z_loss, base): what cross_entropy returns */
+ *          label_smoothing, reduction, z_loss, base[, softcap]): what cross_entropy
+ * returns.  A soft cap (not None) goes to the fallback, which takes it as a keyword. */
 static PyObject *ce_value(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "ce_value takes 11 arguments");
+    if (nargs != 11 && nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "ce_value takes 11 or 12 arguments");
         return NULL;
     }
-    PyObject *d[13] = {args[1], args[2], Py_False, Py_None, args[3], args[4], args[5], args[6], args[7], args[8],
-                       args[9], args[10], Py_None};
-    PyObject *r = ce_direct(self, d, 13, NULL);
-    if (!r)
-        return NULL;
-    if (r != Py_NotImplemented) {
-        PyObject *v = PyTuple_GET_ITEM(r, 0);
-        Py_INCREF(v);
+    int cap = nargs == 12 && args[11] != Py_None;
+    if (!cap) {
+        PyObject *d[13] = {args[1], args[2], Py_False, Py_None, args[3], args[4], args[5], args[6], args[7],
+                           args[8], args[9], args[10], Py_None};
+        PyObject *r = ce_direct(self, d, 13, NULL);
+        if (!r)
+            return NULL;
+        if (r != Py_NotImplemented) {
+            PyObject *v = PyTuple_GET_ITEM(r, 0);
+            Py_INCREF(v);
+            Py_DECREF(r);
+            return v;
+        }
         Py_DECREF(r);
-        return v;
     }
-    Py_DECREF(r);
-    return call_fallback(args[0], args + 1, nargs - 1, kw_ce);
+    return call_fallback(args[0], args + 1, nargs - 1, cap ? kw_ce_cap : kw_ce);
 }
 
 /* bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing,
@@ -698,13 +712,16 @@ static int get_vec(PyObject *o, int typenum, i64 n, int writable, void **data, c
     return 0;
 }
 
-/* ce_kernel(x, mode, y, t, w, ii, eps, z, gs, grad, loss, exact_rows, softcap, lse, off, C_glob, state, what)
- * → the first row whose target is out of range (nothing written then), or -1 */
+/* ce_kernel(x, mode, y, t, w, ii, eps, z, gs, grad, loss, exact_rows, softcap, lse, off, C_glob, state, index,
+ *           what) → the first row whose target is out of range (nothing written then), or -1.
+ * x: (N, C) block = the global columns [off, off + C) of C_glob; w: the block's C
+ * class weights; state/index: the (N, 15) float64 / (N, 2) int64 partial states
+ * (written by CK_PARTIALS, read by CK_GRAD_SLICE). */
 static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 18) {
-        PyErr_SetString(PyExc_TypeError, "ce_kernel takes 18 arguments");
+    if (nargs != 19) {
+        PyErr_SetString(PyExc_TypeError, "ce_kernel takes 19 arguments");
         return NULL;
     }
     if (!isa) {
@@ -721,12 +738,11 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
     J.f64 = f64;
     int ftype = f64 ? NPY_DOUBLE : NPY_FLOAT;
     J.softcap = PyFloat_AsDouble(args[12]);
-    J.what = (int)PyLong_AsLong(args[17]);
+    J.what = (int)PyLong_AsLong(args[18]);
     if (PyErr_Occurred())
         return NULL;
-    int writes_x = J.softcap != 0.0 && J.what != CK_GRAD_SLICE;
     void *xd;
-    if (get_block(args[0], f64, writes_x, &xd, &J.N, &J.C, &J.ldx, "x") < 0)
+    if (get_block(args[0], f64, 0, &xd, &J.N, &J.C, &J.ldx, "x") < 0)
         return NULL;
     J.x = xd;
     J.mode = (int)PyLong_AsLong(args[1]);
@@ -737,11 +753,11 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
     J.C_glob = PyLong_AsLongLong(args[15]);
     if (PyErr_Occurred())
         return NULL;
+    J.smooth = J.eps != 0.0;
     if (J.off < 0 || J.C_glob < J.off + J.C || (J.mode != CK_IDX && J.mode != CK_PROB) ||
-        (J.what != CK_FULL && J.mode != CK_IDX) || J.what < 0 || J.what > 2 || !(J.softcap >= 0.0))
+        (J.what != CK_FULL && J.mode != CK_IDX) || J.what < 0 || J.what > 2 || !(J.softcap >= 0.0) ||
+        (J.what == CK_FULL && (J.off != 0 || J.C_glob != J.C)))
         return bad_arg("inconsistent options"), NULL;
-    if (J.mode == CK_PROB && (J.off != 0 || J.C_glob != J.C))
-        return bad_arg("probability targets need whole rows"), NULL;
     if (J.mode == CK_IDX) {
         if (!PyArray_Check(args[2]) || (J.y32 = int_type((PyArrayObject *)args[2])) < 0 ||
             PyArray_SIZE((PyArrayObject *)args[2]) != J.N)
@@ -764,7 +780,7 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
     }
     if (args[4] != Py_None) {
         void *wd;
-        if (get_vec(args[4], ftype, J.C_glob, 0, &wd, "w") < 0)
+        if (get_vec(args[4], ftype, J.C, 0, &wd, "w") < 0)
             return NULL;
         J.w = wd;
     }
@@ -796,7 +812,7 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
             return bad_arg("loss"), NULL;
         int lt = PyArray_TYPE((PyArrayObject *)args[10]);
         J.loss_f64 = lt == NPY_DOUBLE;
-        if (lt != ftype && lt != NPY_DOUBLE)
+        if ((lt != ftype && lt != NPY_DOUBLE) || (J.what == CK_GRAD_SLICE && !J.loss_f64))
             return bad_arg("loss must be float64 or x's dtype"), NULL;
         void *ld;
         if (get_vec(args[10], lt, J.N, 1, &ld, "loss") < 0)
@@ -810,22 +826,42 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
         J.lse = (double *)ld;
     }
     if (J.what != CK_FULL) {
-        void *sd;
-        if (get_vec(args[16], NPY_DOUBLE, J.N * CK_NSTATE, J.what == CK_PARTIALS, &sd, "state") < 0)
+        void *sd, *id;
+        int out = J.what == CK_PARTIALS;
+        if (get_vec(args[16], NPY_DOUBLE, J.N * CK_NSTAT, out, &sd, "state") < 0 ||
+            get_vec(args[17], NPY_INT64, J.N * 2, out, &id, "index") < 0)
             return NULL;
         J.state = (double *)sd;
+        J.index = (i64 *)id;
     }
-    if (J.mode == CK_IDX) {
+    if (J.what == CK_PARTIALS && J.smooth) { /* the block's weight sums: the same for every row */
+        double ws = 0.0, wp = 0.0, wn = 0.0;
+        for (i64 c = 0; c < J.C; c++) {
+            double wc = J.w ? (f64 ? ((const double *)J.w)[c] : (double)((const float *)J.w)[c]) : 1.0;
+            ws += wc;
+            if (J.w) {
+                wp += wc > 0.0;
+                wn += wc < 0.0;
+            }
+        }
+        J.wsum = ws;
+        J.wpos = wp;
+        J.wneg = wn;
+    }
+    if (J.mode == CK_IDX && J.what != CK_PARTIALS) {
         i64 nv;
         i64 bad = check_targets(J.y, J.y32, J.N, J.C_glob, J.has_ii, J.ii, &nv);
         if (bad >= 0)
             return PyLong_FromLongLong(bad);
     }
+    int rc;
     if (J.N * J.C >= GIL_WORK) {
-        Py_BEGIN_ALLOW_THREADS run_ce(&J);
+        Py_BEGIN_ALLOW_THREADS rc = run_ce(&J);
         Py_END_ALLOW_THREADS
     } else
-        run_ce(&J);
+        rc = run_ce(&J);
+    if (rc < 0)
+        return PyErr_NoMemory();
     return PyLong_FromLong(-1);
 }
 
@@ -909,161 +945,6 @@ static PyObject *bce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t na
 }
 
 /* ---------------------------------------------------------------------------------- */
-/* the partial-state algebra                                                           */
-/* ---------------------------------------------------------------------------------- */
-
-static void state_in(const double *s, ce_state *st)
-{
-    st->m = s[ST_M];
-    st->k = (i64)s[ST_K];
-    st->s = s[ST_S];
-    st->sc = 0.0;
-    st->aoff = s[ST_AOFF];
-    st->ak = s[ST_AK];
-    st->g = s[ST_G];
-}
-
-/* ce_merge(states (P, N, 8) float64, out (N, 8) float64): fold the P slices in order */
-static PyObject *ce_merge(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)self;
-    if (nargs != 2 || !PyArray_Check(args[0]) || !PyArray_Check(args[1]))
-        return bad_arg("ce_merge(states, out)"), NULL;
-    PyArrayObject *S = (PyArrayObject *)args[0];
-    if (PyArray_NDIM(S) != 3 || PyArray_DIM(S, 2) != CK_NSTATE)
-        return bad_arg("states must be (P, N, 8)"), NULL;
-    i64 P = PyArray_DIM(S, 0), N = PyArray_DIM(S, 1);
-    void *sd, *od;
-    if (get_vec(args[0], NPY_DOUBLE, P * N * CK_NSTATE, 0, &sd, "states") < 0 ||
-        get_vec(args[1], NPY_DOUBLE, N * CK_NSTATE, 1, &od, "out") < 0)
-        return NULL;
-    const double *s = (const double *)sd;
-    double *o = (double *)od;
-    for (i64 i = 0; i < N; i++) {
-        ce_state st;
-        st.m = -INFINITY;
-        st.k = P ? (i64)s[i * CK_NSTATE + ST_K] : 0;
-        st.s = st.sc = st.aoff = st.ak = st.g = 0.0;
-        double xy = 0.0, hasy = 0.0;
-        for (i64 p = 0; p < P; p++) {
-            const double *r = s + (p * N + i) * CK_NSTATE;
-            ck_fold(&st, r[ST_M], (i64)r[ST_K], r[ST_S], r[ST_AOFF], r[ST_AK], r[ST_G], 1);
-            if (r[ST_HASY] != 0.0) {
-                xy = r[ST_XY];
-                hasy = 1.0;
-            }
-        }
-        double *w = o + i * CK_NSTATE;
-        w[ST_M] = st.m;
-        w[ST_K] = (double)st.k;
-        w[ST_S] = st.s + st.sc;
-        w[ST_XY] = xy;
-        w[ST_HASY] = hasy;
-        w[ST_AOFF] = st.aoff;
-        w[ST_AK] = st.ak;
-        w[ST_G] = st.g;
-    }
-    Py_RETURN_NONE;
-}
-
-/* ce_rescale(state (N, 8), m (N,), k (N,), out (N, 8)): this slice's contribution to a
- * SUM all-reduce, given the global max m and its global argmax k */
-static PyObject *ce_rescale(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)self;
-    if (nargs != 4)
-        return bad_arg("ce_rescale(state, m, k, out)"), NULL;
-    if (!PyArray_Check(args[0]))
-        return bad_arg("state"), NULL;
-    i64 N = PyArray_SIZE((PyArrayObject *)args[0]) / CK_NSTATE;
-    void *sd, *md, *kd, *od;
-    if (get_vec(args[0], NPY_DOUBLE, N * CK_NSTATE, 0, &sd, "state") < 0 ||
-        get_vec(args[1], NPY_DOUBLE, N, 0, &md, "m") < 0 || get_vec(args[2], NPY_DOUBLE, N, 0, &kd, "k") < 0 ||
-        get_vec(args[3], NPY_DOUBLE, N * CK_NSTATE, 1, &od, "out") < 0)
-        return NULL;
-    const double *s = (const double *)sd, *M = (const double *)md, *K = (const double *)kd;
-    double *o = (double *)od;
-    for (i64 i = 0; i < N; i++) {
-        const double *r = s + i * CK_NSTATE;
-        double *w = o + i * CK_NSTATE;
-        double m = r[ST_M], A = r[ST_AOFF] + r[ST_AK];
-        double sh = m > -INFINITY ? m : 0.0, shM = M[i] > -INFINITY ? M[i] : 0.0;
-        int owner = r[ST_K] == K[i] && m == M[i];
-        w[ST_M] = M[i];
-        w[ST_K] = K[i];
-        w[ST_XY] = r[ST_HASY] != 0.0 ? r[ST_XY] : 0.0;
-        w[ST_HASY] = r[ST_HASY];
-        if (owner) {
-            w[ST_S] = r[ST_S];
-            w[ST_AOFF] = r[ST_AOFF];
-            w[ST_AK] = r[ST_AK];
-            w[ST_G] = r[ST_G];
-        } else {
-            double f = m > -INFINITY ? ck_exp_diff(m, M[i], 1) : 0.0;
-            w[ST_S] = f * (1.0 + r[ST_S]);
-            w[ST_AOFF] = A;
-            w[ST_AK] = 0.0;
-            w[ST_G] = r[ST_G] + (A != 0.0 ? (shM - sh) * A : 0.0);
-        }
-    }
-    Py_RETURN_NONE;
-}
-
-/* ce_finish(state (N, 8), y, w, ii, eps, z, loss (N,) f64, lse (N,) f64): the loss and
- * log-sum-exp of merged states */
-static PyObject *ce_finish_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)self;
-    if (nargs != 8)
-        return bad_arg("ce_finish takes 8 arguments"), NULL;
-    if (!PyArray_Check(args[0]) || !PyArray_Check(args[1]))
-        return bad_arg("state, y"), NULL;
-    i64 N = PyArray_SIZE((PyArrayObject *)args[1]);
-    int y32 = int_type((PyArrayObject *)args[1]);
-    if (y32 < 0)
-        return bad_arg("y"), NULL;
-    void *sd, *ld, *ed, *wd = NULL;
-    if (get_vec(args[0], NPY_DOUBLE, N * CK_NSTATE, 0, &sd, "state") < 0 ||
-        get_vec(args[6], NPY_DOUBLE, N, 1, &ld, "loss") < 0 || get_vec(args[7], NPY_DOUBLE, N, 1, &ed, "lse") < 0)
-        return NULL;
-    int wf64 = 1;
-    if (args[2] != Py_None) {
-        if (!PyArray_Check(args[2]) || float_type((PyArrayObject *)args[2]) < 0)
-            return bad_arg("w"), NULL;
-        wf64 = float_type((PyArrayObject *)args[2]);
-        if (get_vec(args[2], wf64 ? NPY_DOUBLE : NPY_FLOAT, 1, 0, &wd, "w") < 0)
-            return NULL;
-    }
-    i64 wn = wd ? PyArray_SIZE((PyArrayObject *)args[2]) : 0;
-    int has_ii = args[3] != Py_None;
-    i64 ii = has_ii ? PyLong_AsLongLong(args[3]) : 0;
-    double eps = PyFloat_AsDouble(args[4]), z = PyFloat_AsDouble(args[5]);
-    if (PyErr_Occurred())
-        return NULL;
-    const double *s = (const double *)sd;
-    for (i64 i = 0; i < N; i++) {
-        i64 y = y32 ? (i64)((const int32_t *)PyArray_DATA((PyArrayObject *)args[1]))[i]
-                    : ((const i64 *)PyArray_DATA((PyArrayObject *)args[1]))[i];
-        int valid = !(has_ii && y == ii);
-        double h = 0.0;
-        if (valid) {
-            if (wd && (y < 0 || y >= wn))
-                return bad_arg("target out of range"), NULL;
-            double wy = wd ? (wf64 ? ((const double *)wd)[y] : (double)((const float *)wd)[y]) : 1.0;
-            h = (1.0 - eps) * wy;
-        } else
-            y = -1;
-        ce_state st;
-        state_in(s + i * CK_NSTATE, &st);
-        ck_fin f;
-        ck_finish(&st, valid, h, s[i * CK_NSTATE + ST_XY], y, 1.0, z, 1, &f);
-        ((double *)ld)[i] = f.regular ? f.loss : (valid ? NAN : 0.0);
-        ((double *)ed)[i] = f.lse;
-    }
-    Py_RETURN_NONE;
-}
-
-/* ---------------------------------------------------------------------------------- */
 /* configuration                                                                       */
 /* ---------------------------------------------------------------------------------- */
 
@@ -1130,7 +1011,7 @@ static PyObject *div_hl_py(PyObject *self, PyObject *const *args, Py_ssize_t nar
 static PyMethodDef methods[] = {
     {"ce_value", (PyCFunction)(void (*)(void))ce_value, METH_FASTCALL,
      "ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction, "
-     "z_loss, base)"},
+     "z_loss, base[, softcap])"},
     {"bce_value", (PyCFunction)(void (*)(void))bce_value, METH_FASTCALL,
      "bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base)"},
     {"div_hl", (PyCFunction)(void (*)(void))div_hl_py, METH_FASTCALL, "div_hl(hi, lo, d) = (hi + lo)/d"},
@@ -1139,13 +1020,10 @@ static PyMethodDef methods[] = {
     {"bce_direct", (PyCFunction)(void (*)(void))bce_direct, METH_FASTCALL | METH_KEYWORDS,
      "_fastpath.bce_direct in C: (value, grad) or NotImplemented."},
     {"ce_kernel", (PyCFunction)(void (*)(void))ce_kernel, METH_FASTCALL,
-     "ce_kernel(x, mode, y, t, w, ii, eps, z, gs, grad, loss, exact_rows, softcap, lse, off, C_glob, state, what)"},
+     "ce_kernel(x, mode, y, t, w, ii, eps, z, gs, grad, loss, exact_rows, softcap, lse, off, C_glob, state, index, "
+     "what)"},
     {"bce_kernel", (PyCFunction)(void (*)(void))bce_kernel, METH_FASTCALL,
      "bce_kernel(x, t, pw, gs, grad, loss, check) -> (hi, lo, nbad)"},
-    {"ce_merge", (PyCFunction)(void (*)(void))ce_merge, METH_FASTCALL, "ce_merge(states, out)"},
-    {"ce_rescale", (PyCFunction)(void (*)(void))ce_rescale, METH_FASTCALL, "ce_rescale(state, m, k, out)"},
-    {"ce_finish", (PyCFunction)(void (*)(void))ce_finish_py, METH_FASTCALL,
-     "ce_finish(state, y, w, ii, eps, z, loss, lse)"},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL, "configure(enabled, threads, row_block)"},
     {"config", config, METH_NOARGS, "the current configuration"},
     {"use_isa", use_isa, METH_O, "use_isa('best' | 'avx512' | 'avx2' | 'x86-64' | 'generic')"},
@@ -1167,14 +1045,17 @@ PyMODINIT_FUNC PyInit__ckernels(void)
         return NULL;
     kw_ce = Py_BuildValue("(ssssssss)", "axis", "weight", "sample_weight", "ignore_index", "label_smoothing",
                           "reduction", "z_loss", "base");
+    kw_ce_cap = Py_BuildValue("(sssssssss)", "axis", "weight", "sample_weight", "ignore_index", "label_smoothing",
+                              "reduction", "z_loss", "base", "softcap");
     kw_bce = Py_BuildValue("(sssss)", "sample_weight", "pos_weight", "label_smoothing", "reduction", "base");
-    if (!kw_ce || !kw_bce)
+    if (!kw_ce || !kw_ce_cap || !kw_bce)
         return NULL;
     isa = ck_select_isa(&isa_name);
     default_threads = ck_available_cpus();
     ck_pool_init();
     PyModule_AddIntConstant(m, "TILE", CK_TILE);
     PyModule_AddIntConstant(m, "BCE_CHUNK", CK_BCE_CHUNK);
-    PyModule_AddIntConstant(m, "NSTATE", CK_NSTATE);
+    PyModule_AddIntConstant(m, "NSTAT", CK_NSTAT);
+    PyModule_AddIntConstant(m, "BIG", (long)CK_BIG);
     return m;
 }
