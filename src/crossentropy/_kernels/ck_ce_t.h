@@ -100,14 +100,15 @@ KATTR static void F_(capfill)(const T *x, i64 n, double s, T *z, double *f)
 /* ---------------------------------------------------------------------------------- */
 KATTR static void F_(tile_max)(const T *x, i64 n, double *m_out, i64 *k_out)
 {
-    if (n < 2 * NL) { /* short rows: a scalar loop beats the lane reduction */
+    if (n < 2 * NL) { /* short rows: a scalar loop beats the lane reduction (branch-free) */
         T m = -INFINITY;
         i64 k = 0;
-        for (i64 j = 0; j < n; j++)
-            if (x[j] > m) {
-                m = x[j];
-                k = j;
-            }
+        for (i64 j = 0; j < n; j++) {
+            T v = x[j];
+            int gt = v > m;
+            k = gt ? j : k;
+            m = gt ? v : m;
+        }
         *m_out = (double)m;
         *k_out = k;
         return;

@@ -131,7 +131,7 @@ static inline void ck_finish(const ce_state *st, int valid, double h, double xy,
     double S = st->s + st->sc, M = st->m;
     f->regular = (M > -INFINITY) && (M < INFINITY) && (S == S);
     /* log Σ_c e^{x_c − M} = log(1 + S_off): S_off never had the 1 added */
-    double L = log1p(S);
+    double L = ck_log1p(S);
     double lse = M + L;
     double Ap = st->aoff + st->ak, Atot = h + Ap;
     /* −Σ_c a_c log p_c = h·(M − x_y) + Σ a'_c (M − x_c) + (Σ_c a_c)·log1p(S_off):
@@ -184,7 +184,7 @@ static inline void ck_finalize(const double *s, i64 k, i64 kpinf, i64 y, int val
     const double e_f = m > -INFINITY ? exp(m) * (1.0 + s_off) : 0.0;
     const double S = finite ? 1.0 + s_off : pinf ? INFINITY : isnan_ ? NAN : 0.0;
     const double SOFF = finite ? s_off : pinf ? (npinf > 1.5 ? INFINITY : e_f) : isnan_ ? NAN : 0.0;
-    const double logs = finite ? log1p(s_off) : log(S);
+    const double logs = finite ? ck_log1p(s_off) : log(S);
     const double lse = shift + logs;
     const i64 K = pinf ? kpinf : k;
     /* −log p_y = (m − x_y) + log1p(S_off): two non-negative terms */

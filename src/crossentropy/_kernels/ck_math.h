@@ -53,6 +53,34 @@ CK_INLINE void twosum_acc(double *s, double *c, double e)
 
 /* ---- scalars (per row): libm, which is correctly rounded or nearly so ---- */
 
+/* log1p(S) for S ≥ 0 (the off-argmax mass of a row).  For S ≤ √2 − 1, which is
+ * every confident row, 2·atanh(s) with s = S/(2 + S) computed to about half an
+ * ulp (the rounding errors of 2 + S and of the division are corrected), then the
+ * polynomial of ck_vmath.h's vlog1p01: within 0.75 ulp (measured against mpmath
+ * on 1e-300..4) and faster than libm's log1p.  Larger S: libm. */
+static inline double ck_log1p(double S)
+{
+    if (!(S <= 0.41421356237309503)) {
+        if (S > 1.0)
+            return log(1.0 + S); /* ≥ ln 2: the rounding of 1 + S costs under half an ulp */
+        return log1p(S);         /* (and NaN stays NaN) */
+    }
+    double d = 2.0 + S;
+    double dlo = (2.0 - d) + S;            /* 2 + S = d + dlo exactly (Fast2Sum, 2 ≥ S) */
+    double s0 = S / d;
+    double s1 = (fma(-s0, d, S) - s0 * dlo) / d; /* s = s0 + s1: S − s0·(d + dlo) is nearly exact */
+    double z = s0 * s0;
+    double q = 0.07398119019136869;
+    q = q * z + 0.07657011629448783;
+    q = q * z + 0.09091782665426212;
+    q = q * z + 0.11111099277550673;
+    q = q * z + 0.14285714371275515;
+    q = q * z + 0.19999999999707002;
+    q = q * z + 0.3333333333333367;
+    double s2 = s0 + s0; /* 2·atanh(s) = 2s0 + (2s1 + 2s·s²·q(s²)): one final rounding */
+    return s2 + (2.0 * s1 + (s2 * z) * q);
+}
+
 /* exp(a − b) for a ≤ b, with the rounding error of a − b folded in */
 static inline double ck_exp_diff(double a, double b, int exact)
 {

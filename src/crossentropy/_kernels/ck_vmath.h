@@ -21,8 +21,9 @@
  *            all), an argument correction `dl` (the rounding error of x − max)
  *            and subnormal results.
  * Both give exp(0) = 1 exactly (constant term 1) and exp(−inf) = 0.  The
- * coefficients come from scripts/kernel_coefficients.py (near-minimax fits of
- * the relative error, computed with mpmath).
+ * coefficients are near-minimax fits of the relative error, computed with
+ * mpmath by scripts/kernel_coefficients.py (a rerun gives fits of the same
+ * accuracy; the last digits depend on the iteration count).
  */
 
 typedef double vd __attribute__((vector_size(VW * 8)));
