@@ -172,12 +172,15 @@ static void sum_comp(const void *v, i64 n, int f64, double *hi, double *lo)
     *lo = l;
 }
 
+/* hi + lo of a compensated sum; an infinite or NaN hi has no meaningful lo (inf − inf) */
+static double total_hl(double hi, double lo) { return isfinite(hi) ? hi + lo : hi; }
+
 /* (hi + lo) / d, rounded once (nearly): the mean of a compensated sum */
 static double div_hl(double hi, double lo, double d)
 {
     double q = hi / d;
     if (!isfinite(q) || !isfinite(hi))
-        return (hi + lo) / d;
+        return total_hl(hi, lo) / d;
     double r = fma(-q, d, hi);
     return q + (r + lo) / d;
 }
@@ -468,7 +471,7 @@ static PyObject *ce_direct(PyObject *self, PyObject *const *args, Py_ssize_t nar
         sum_comp(lossbuf, N, f64, &hi, &lo);
         if (lossbuf != stackbuf)
             free(lossbuf);
-        double v = red == 2 ? div_hl(hi, lo, (double)nvalid) : hi + lo; /* 0/0 = NaN, as finish() */
+        double v = red == 2 ? div_hl(hi, lo, (double)nvalid) : total_hl(hi, lo); /* 0/0 = NaN, as finish() */
         if (!(value = make_scalar(v, f64))) {
             Py_XDECREF(grad);
             return NULL;
@@ -579,7 +582,7 @@ static PyObject *bce_direct(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     PyObject *value = lossarr;
     if (!value) {
-        double v = red == 2 ? div_hl(hi, lo, (double)n) : hi + lo;
+        double v = red == 2 ? div_hl(hi, lo, (double)n) : total_hl(hi, lo);
         if (!(value = make_scalar(v, f64))) {
             Py_XDECREF(grad);
             return NULL;
@@ -941,6 +944,8 @@ static PyObject *bce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t na
         bad += nbad[c];
     free(part);
     free(nbad);
+    if (!isfinite(hi))
+        lo = 0.0; /* inf − inf in the compensation means nothing */
     return Py_BuildValue("ddL", hi, lo, (long long)bad);
 }
 
