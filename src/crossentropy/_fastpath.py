@@ -111,7 +111,9 @@ def _grad_scale(shape, *, reduction, sample_weight, log_base, grad_output, norm,
             # the divisor finish() would use (one definition, in _reduction)
             _, div = denominators(namespace(), np.broadcast_to(np.float64(0.0), shape), reduction=reduction, norm=nw,
                                   valid=valid)
-            g = g / float(div)
+            # non-zero weights summing to 0 divide by 0: ±inf/NaN, as the reference and PyTorch
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = float(np.float64(g) / np.float64(div))
         if grad_output is not None:
             go = np.asarray(grad_output)
             if go.size != 1:
@@ -196,20 +198,25 @@ def cross_entropy(xp, x, target, *, kind, axis, weight, ignore_index, label_smoo
     return value, (grad if need_grad else None)
 
 
-def _no_direct(*args, **kwargs):
-    """Kernels not built: the full path runs."""
-    return NotImplemented
+_CK = _kernels._ck  # the compiled module, or None when it was not built
 
 
-# The common case without ``_prepare``: NumPy logits, integer targets, plain
-# options (no class/sample weights, no base, reduction none/sum/mean).
-# Anything unusual returns NotImplemented and the full path (validation
-# included) runs; so does a target out of range, which the kernel detects
-# before writing anything, so that the reference path raises its error.
-# Signature: (input, target, need_grad, grad_output, axis, weight,
-# sample_weight, ignore_index, label_smoothing, reduction, z_loss, base,
-# grad_into) -> (value, grad) | NotImplemented.
-cross_entropy_direct = _kernels._ck.ce_direct if _kernels._ck is not None else _no_direct
+def cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sample_weight, ignore_index,
+                         label_smoothing, reduction, z_loss, base, grad_into):
+    """The common case without ``_prepare``: NumPy logits, integer targets, plain options
+    (no class/sample weights, no base, reduction none/sum/mean) → ``(value, grad)``.
+
+    Anything unusual returns NotImplemented and the full path (validation
+    included) runs; so does a target out of range, which the kernel detects
+    before writing anything, so that the reference path raises its error.
+    The work is one C call (``_ckernels.ce_direct``); the type test stays in
+    Python so that tracers (``torch.compile``, JAX) see a plain function that
+    returns NotImplemented for their arrays, never a C builtin.
+    """
+    if type(input) is not np.ndarray or _CK is None:
+        return NotImplemented
+    return _CK.ce_direct(input, target, need_grad, grad_output, axis, weight, sample_weight, ignore_index,
+                         label_smoothing, reduction, z_loss, base, grad_into)
 
 
 def _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction,
@@ -219,12 +226,19 @@ def _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index
                     label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base, **kw)[0]
 
 
-# What the public cross_entropy returns, in one C call when the direct path
-# applies (no wrapper, no NumPy error-state context: the C code raises no NumPy
-# warnings), else fallback(...)[0] with these options as keywords (softcap, an
-# optional 12th argument, only when it is not None).  This is the per-call
-# overhead of a small cross_entropy(x, y).
-ce_value = _kernels._ck.ce_value if _kernels._ck is not None else _ce_value
+def ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction, z_loss,
+             base, softcap=None):
+    """What the public ``cross_entropy`` returns: for NumPy logits one C call
+    (``_ckernels.ce_value``: the direct path, no wrapper, no NumPy error-state
+    context, since the C code raises no NumPy warnings), falling back to
+    ``fallback(input, target, **options)[0]``; for anything else, and with a
+    soft cap, the fallback.  This is the per-call overhead of a small
+    ``cross_entropy(x, y)``."""
+    if type(input) is np.ndarray and softcap is None and _CK is not None:
+        return _CK.ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing,
+                            reduction, z_loss, base)
+    return _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction,
+                     z_loss, base, softcap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,11 +310,15 @@ def bce_with_logits(xp, x, t, pos_weight, need_grad, *, sample_weight=None, redu
     return value, g_out
 
 
-# BCE-with-logits without ``_prepare`` for plain calls: NumPy arrays of one float
-# dtype, no weights, smoothing, base or ``grad_into``; the target range check runs
-# in the kernel.  Signature: (input, target, need_grad, grad_output,
-# sample_weight, pos_weight, label_smoothing, reduction, base, grad_into).
-bce_direct = _kernels._ck.bce_direct if _kernels._ck is not None else _no_direct
+def bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight, label_smoothing, reduction, base,
+               grad_into):
+    """BCE-with-logits without ``_prepare`` for plain calls: NumPy arrays of one float
+    dtype, no weights, smoothing, base or ``grad_into``; the target range check
+    runs in the kernel.  One C call (``_ckernels.bce_direct``), as ``cross_entropy_direct``."""
+    if type(input) is not np.ndarray or _CK is None:
+        return NotImplemented
+    return _CK.bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight, label_smoothing,
+                          reduction, base, grad_into)
 
 
 def _bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base):
@@ -308,5 +326,8 @@ def _bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothi
                     label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
 
 
-# binary_cross_entropy_with_logits's value, as ce_value.
-bce_value = _kernels._ck.bce_value if _kernels._ck is not None else _bce_value
+def bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base):
+    """``binary_cross_entropy_with_logits``'s value, as :func:`ce_value`."""
+    if type(input) is np.ndarray and _CK is not None:
+        return _CK.bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base)
+    return _bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base)
