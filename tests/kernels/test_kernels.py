@@ -143,6 +143,15 @@ def test_ce_empty_and_nd(dtype):
             (v, g), (rv, rg) = vg_both(ce.cross_entropy, x, y, reduction=red)
             assert_close(v, rv, dtype, f"{x.shape} {red} value")
             assert_close(g, rg, dtype, f"{x.shape} {red} grad")
+    x0 = np.zeros((0, 4), dtype)  # no rows: per-row options of no entries
+    for kw in (dict(reduction="none", grad_output=np.zeros(0, dtype)), dict(sample_weight=np.zeros(0, dtype))):
+        for y0 in (np.zeros(0, np.int64), np.zeros((0, 4), dtype)):
+            (v, g), (rv, rg) = vg_both(ce.cross_entropy, x0, y0, **kw)
+            assert_close(v, rv, dtype, f"empty {kw} value")
+            assert g.shape == rg.shape == (0, 4)
+        kwb = {k: np.zeros((0, 4), dtype) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        (v, g), (rv, rg) = vg_both(ce.binary_cross_entropy_with_logits, x0, x0, **kwb)  # elementwise: (0, 4)
+        assert_close(v, rv, dtype, f"empty bce {kw} value")
     x = logits(rng, 4, 3, dtype)
     y = np.full(4, -100)
     for red in REDUCTIONS:  # all ignored

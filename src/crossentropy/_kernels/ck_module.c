@@ -792,7 +792,7 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (!PyArray_Check(args[8]))
             return bad_arg("gs"), NULL;
         i64 gn = PyArray_SIZE((PyArrayObject *)args[8]);
-        if (get_vec(args[8], NPY_DOUBLE, 1, 0, &gd, "gs") < 0)
+        if (get_vec(args[8], NPY_DOUBLE, J.N ? 1 : 0, 0, &gd, "gs") < 0) /* no rows: no scale either */
             return NULL;
         if (gn != 1 && gn != J.N)
             return bad_arg("gs must have 1 or N entries"), NULL;
@@ -904,7 +904,7 @@ static PyObject *bce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t na
         J.P = PyArray_SIZE((PyArrayObject *)args[2]);
     }
     i64 gn = PyArray_Check(args[3]) ? PyArray_SIZE((PyArrayObject *)args[3]) : 0;
-    if (get_vec(args[3], NPY_DOUBLE, 1, 0, &p, "gs") < 0)
+    if (get_vec(args[3], NPY_DOUBLE, J.n ? 1 : 0, 0, &p, "gs") < 0)
         return NULL;
     if (gn != 1 && gn != J.n)
         return bad_arg("gs must have 1 or n entries"), NULL;
