@@ -207,6 +207,17 @@ KINL double F_(coef1)(const F_(coef_src) *cs, i64 j)
         return (cs->keep * (double)cs->t[j] + cs->spread) * (double)cs->w[j];
     }
 }
+/* the same source from column j0 on (a tile) */
+KINL F_(coef_src) F_(coef_at)(const F_(coef_src) *cs, i64 j0)
+{
+    F_(coef_src) c = *cs;
+    if (c.w)
+        c.w += j0;
+    if (c.t)
+        c.t += j0;
+    return c;
+}
+
 /* the first r lanes of j.. (a row shorter than one vector); the others are 0 */
 KINL vd F_(coefv_short)(const F_(coef_src) *cs, i64 j, i64 r)
 {
@@ -608,11 +619,7 @@ KATTR static void F_(fold_row)(const T *x, i64 C, i64 off, const F_(coef_src) *c
         i64 kt;
         F_(tile_max)(x + j0, n, &mt, &kt);
         double sh = mt > -INFINITY ? mt : 0.0;
-        F_(coef_src) ct = *cs;
-        if (ct.w)
-            ct.w += j0;
-        if (ct.t)
-            ct.t += j0;
+        F_(coef_src) ct = F_(coef_at)(cs, j0);
         F_(tsum) ts;
         F_(tile_sums)(x + j0, n, sh, kt, &ct, e ? e + j0 : NULL, &ts);
         if (tile_m)
@@ -696,11 +703,7 @@ KATTR static void F_(row_full)(const ce_job *J, i64 i, F_(scratch) *S)
         const i64 nt = (C + CK_TILE - 1) / CK_TILE;
         for (i64 t = 0; t < nt; t++) {
             i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
-            F_(coef_src) ct = cs;
-            if (ct.w)
-                ct.w += j0;
-            if (ct.t)
-                ct.t += j0;
+            F_(coef_src) ct = F_(coef_at)(&cs, j0);
             double Ft = scr ? f.coef * CK_ESC : f.coef;
             if (scr && S->tile_m[t] != st.m)
                 Ft = S->tile_m[t] > -INFINITY ? Ft * ck_exp_diff(S->tile_m[t], st.m, EXACT) : 0.0;
@@ -879,9 +882,7 @@ KATTR static void F_(row_grad_slice)(const ce_job *J, i64 i, F_(scratch) *S)
         const i64 nt = (C + CK_TILE - 1) / CK_TILE;
         for (i64 t = 0; t < nt; t++) {
             i64 j0 = t * CK_TILE, n = C - j0 < CK_TILE ? C - j0 : CK_TILE;
-            F_(coef_src) ct = cs;
-            if (ct.w)
-                ct.w += j0;
+            F_(coef_src) ct = F_(coef_at)(&cs, j0);
             F_(tile_grad)(x + j0, gr + j0, n, f.shift, F, scale, &ct, NULL, fac ? fac + j0 : NULL);
         }
         if (yl >= 0 && y != f.K)

@@ -53,6 +53,19 @@ CK_INLINE void twosum_acc(double *s, double *c, double e)
 
 /* ---- scalars (per row): libm, which is correctly rounded or nearly so ---- */
 
+/* atanh(s)/s = 1 + z·q(z), z = s², |s| ≤ 3 − 2√2: q's coefficients (degree 7, for
+ * double precision; error 1.2e-18), shared by ck_log1p and ck_vmath.h's vlog1p01 */
+#define CK_ATANH_Q(z, q)                                                                                        \
+    do {                                                                                                       \
+        q = q * (z) + 0.07657011629448783;                                                                     \
+        q = q * (z) + 0.09091782665426212;                                                                     \
+        q = q * (z) + 0.11111099277550673;                                                                     \
+        q = q * (z) + 0.14285714371275515;                                                                     \
+        q = q * (z) + 0.19999999999707002;                                                                     \
+        q = q * (z) + 0.3333333333333367;                                                                      \
+    } while (0)
+#define CK_ATANH_Q7 0.07398119019136869
+
 /* log1p(S) for S ≥ 0 (the off-argmax mass of a row).  For S ≤ √2 − 1, which is
  * every confident row, 2·atanh(s) with s = S/(2 + S) computed to about half an
  * ulp (the rounding errors of 2 + S and of the division are corrected), then the
@@ -70,13 +83,8 @@ static inline double ck_log1p(double S)
     double s0 = S / d;
     double s1 = (fma(-s0, d, S) - s0 * dlo) / d; /* s = s0 + s1: S − s0·(d + dlo) is nearly exact */
     double z = s0 * s0;
-    double q = 0.07398119019136869;
-    q = q * z + 0.07657011629448783;
-    q = q * z + 0.09091782665426212;
-    q = q * z + 0.11111099277550673;
-    q = q * z + 0.14285714371275515;
-    q = q * z + 0.19999999999707002;
-    q = q * z + 0.3333333333333367;
+    double q = CK_ATANH_Q7;
+    CK_ATANH_Q(z, q);
     double s2 = s0 + s0; /* 2·atanh(s) = 2s0 + (2s1 + 2s·s²·q(s²)): one final rounding */
     return s2 + (2.0 * s1 + (s2 * z) * q);
 }

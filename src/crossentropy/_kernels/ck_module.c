@@ -311,6 +311,24 @@ static PyObject *make_scalar(double v, int f64)
     return r;
 }
 
+/* (value, grad or None): steals both references */
+static PyObject *value_grad_pair(PyObject *value, PyObject *grad)
+{
+    if (!grad) {
+        grad = Py_None;
+        Py_INCREF(grad);
+    }
+    PyObject *res = PyTuple_New(2);
+    if (!res) {
+        Py_DECREF(value);
+        Py_DECREF(grad);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(res, 0, value);
+    PyTuple_SET_ITEM(res, 1, grad);
+    return res;
+}
+
 /* grad_into: NULL if unusable here (the Python path then validates and raises),
  * else the array; *inplace when it is the input itself */
 static PyArrayObject *usable_grad_into(PyObject *gi, PyArrayObject *x, int *inplace)
@@ -477,19 +495,7 @@ static PyObject *ce_direct(PyObject *self, PyObject *const *args, Py_ssize_t nar
             return NULL;
         }
     }
-    if (!grad) {
-        grad = Py_None;
-        Py_INCREF(grad);
-    }
-    PyObject *res = PyTuple_New(2);
-    if (!res) {
-        Py_DECREF(value);
-        Py_DECREF(grad);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(res, 0, value);
-    PyTuple_SET_ITEM(res, 1, grad);
-    return res;
+    return value_grad_pair(value, grad);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -588,19 +594,7 @@ static PyObject *bce_direct(PyObject *self, PyObject *const *args, Py_ssize_t na
             return NULL;
         }
     }
-    if (!grad) {
-        grad = Py_None;
-        Py_INCREF(grad);
-    }
-    PyObject *res = PyTuple_New(2);
-    if (!res) {
-        Py_DECREF(value);
-        Py_DECREF(grad);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(res, 0, value);
-    PyTuple_SET_ITEM(res, 1, grad);
-    return res;
+    return value_grad_pair(value, grad);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -681,6 +675,19 @@ static int bad_arg(const char *what)
     return -1;
 }
 
+static int entry_check(Py_ssize_t nargs, Py_ssize_t want, const char *name)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, want);
+        return -1;
+    }
+    if (!isa) {
+        PyErr_SetString(PyExc_RuntimeError, "no kernels for this CPU");
+        return -1;
+    }
+    return 0;
+}
+
 /* a 2-D float array with unit inner stride: data, rows, cols, row stride */
 static int get_block(PyObject *o, int f64, int writable, void **data, i64 *n, i64 *c, i64 *ld, const char *name)
 {
@@ -723,14 +730,8 @@ static int get_vec(PyObject *o, int typenum, i64 n, int writable, void **data, c
 static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 19) {
-        PyErr_SetString(PyExc_TypeError, "ce_kernel takes 19 arguments");
+    if (entry_check(nargs, 19, "ce_kernel") < 0)
         return NULL;
-    }
-    if (!isa) {
-        PyErr_SetString(PyExc_RuntimeError, "no kernels for this CPU");
-        return NULL;
-    }
     ce_job J;
     memset(&J, 0, sizeof J);
     if (!PyArray_Check(args[0]))
@@ -873,14 +874,8 @@ static PyObject *ce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nar
 static PyObject *bce_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "bce_kernel takes 7 arguments");
+    if (entry_check(nargs, 7, "bce_kernel") < 0)
         return NULL;
-    }
-    if (!isa) {
-        PyErr_SetString(PyExc_RuntimeError, "no kernels for this CPU");
-        return NULL;
-    }
     bce_job J;
     memset(&J, 0, sizeof J);
     if (!PyArray_Check(args[0]))

@@ -172,6 +172,15 @@ KINL vff vexpf_sc(vff d, vff dl)
 
 /* ---- exp for arguments ≤ 0 (or −inf / NaN) ---- */
 
+/* Cody–Waite: t = n·ln2 + r, |r| ≤ ln2/2 (+ r0, a small correction of t); *y holds
+ * n in its low mantissa bits (the magic-number rounding) */
+KINL vd vreduce(vd t, vd r0, vd *y)
+{
+    *y = t * CK_LOG2E + CK_MAGIC;
+    vd nf = *y - CK_MAGIC;
+    return ((t - nf * CK_LN2HI) + r0) - nf * CK_LN2LO;
+}
+
 KINL vd vexp_lo(vd d)
 {
     /* float32 data: an exp below e^-700 rounds every float32 result it enters to
@@ -179,9 +188,8 @@ KINL vd vexp_lo(vd d)
      * false and flows through. */
     vl under = (vl)(d < vsplat(-700.0));
     vd t = vsel(under, vsplat(-700.0), d);
-    vd y = t * CK_LOG2E + CK_MAGIC;
-    vd nf = y - CK_MAGIC;
-    vd r = (t - nf * CK_LN2HI) - nf * CK_LN2LO;
+    vd y;
+    vd r = vreduce(t, vsplat(0.0), &y);
     vd p = vsplat(0.0013843642989838844);
     p = p * r + 0.008374163655072856;
     p = p * r + 0.041668002611434204;
@@ -201,10 +209,8 @@ KINL vd vexp_hi(vd d, vd dl)
      * into the subnormal range is the last product. */
     vl under = (vl)(d < vsplat(-746.0));
     vd t = vsel(under, vsplat(-746.0), d);
-    vd r0 = vandn(dl, under); /* dl is NaN when d = −inf */
-    vd y = t * CK_LOG2E + CK_MAGIC;
-    vd nf = y - CK_MAGIC;
-    vd r = ((t - nf * CK_LN2HI) + r0) - nf * CK_LN2LO;
+    vd y;
+    vd r = vreduce(t, vandn(dl, under), &y); /* dl is NaN when d = −inf */
     vd p = vsplat(2.4991418009817558e-08);
     p = p * r + 2.763104888015495e-07;
     p = p * r + 2.7557626828610262e-06;
@@ -231,9 +237,8 @@ KINL vd vexpm1_le0(vd d)
 {
     vl low = (vl)(d < vsplat(-60.0)); /* expm1(−60) = −1 in double */
     vd t = vsel(low, vsplat(-60.0), d);
-    vd y = t * CK_LOG2E + CK_MAGIC;
-    vd nf = y - CK_MAGIC;
-    vd r = (t - nf * CK_LN2HI) - nf * CK_LN2LO;
+    vd y;
+    vd r = vreduce(t, vsplat(0.0), &y);
     vd q = vsplat(2.0875328999232453e-09);
     q = q * r + 2.5108979097197494e-08;
     q = q * r + 2.755740264620543e-07;
@@ -270,13 +275,8 @@ KINL vd vlog1p01(vd u, int hi)
     vd z = s * s;
     vd q;
     if (hi) {
-        q = vsplat(0.07398119019136869);
-        q = q * z + 0.07657011629448783;
-        q = q * z + 0.09091782665426212;
-        q = q * z + 0.11111099277550673;
-        q = q * z + 0.14285714371275515;
-        q = q * z + 0.19999999999707002;
-        q = q * z + 0.3333333333333367;
+        q = vsplat(CK_ATANH_Q7);
+        CK_ATANH_Q(z, q);
     } else {
         q = vsplat(0.11791208636261055);
         q = q * z + 0.14268647649353844;

@@ -33,3 +33,4 @@
 #define fmax_keepnan CKV(fmax_keepnan, KSUF)
 #define fsplit CKV(fsplit, KSUF)
 #define vexpf_sc CKV(vexpf_sc, KSUF)
+#define vreduce CKV(vreduce, KSUF)

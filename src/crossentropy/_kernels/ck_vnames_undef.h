@@ -29,3 +29,4 @@
 #undef fmax_keepnan
 #undef fsplit
 #undef vexpf_sc
+#undef vreduce
