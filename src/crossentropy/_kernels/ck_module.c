@@ -603,6 +603,17 @@ static PyObject *bce_direct(PyObject *self, PyObject *const *args, Py_ssize_t na
 
 static PyObject *kw_ce, *kw_ce_cap, *kw_bce; /* keyword names of the fallback calls */
 
+/* a direct hook's (value, grad) → value (new reference); NotImplemented and NULL pass through */
+static PyObject *first_or_notimpl(PyObject *r)
+{
+    if (!r || r == Py_NotImplemented)
+        return r;
+    PyObject *v = PyTuple_GET_ITEM(r, 0);
+    Py_INCREF(v);
+    Py_DECREF(r);
+    return v;
+}
+
 /* fallback(*args[0:2], **dict(zip(names, args[2:]))) → result[0] */
 static PyObject *call_fallback(PyObject *fallback, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -628,15 +639,9 @@ static PyObject *ce_value(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (!cap) {
         PyObject *d[13] = {args[1], args[2], Py_False, Py_None, args[3], args[4], args[5], args[6], args[7],
                            args[8], args[9], args[10], Py_None};
-        PyObject *r = ce_direct(self, d, 13, NULL);
-        if (!r)
-            return NULL;
-        if (r != Py_NotImplemented) {
-            PyObject *v = PyTuple_GET_ITEM(r, 0);
-            Py_INCREF(v);
-            Py_DECREF(r);
-            return v;
-        }
+        PyObject *r = first_or_notimpl(ce_direct(self, d, 13, NULL));
+        if (r != Py_NotImplemented)
+            return r; /* the value, or NULL with an error set */
         Py_DECREF(r);
     }
     return call_fallback(args[0], args + 1, nargs - 1, cap ? kw_ce_cap : kw_ce);
@@ -651,15 +656,9 @@ static PyObject *bce_value(PyObject *self, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     PyObject *d[10] = {args[1], args[2], Py_False, Py_None, args[3], args[4], args[5], args[6], args[7], Py_None};
-    PyObject *r = bce_direct(self, d, 10, NULL);
-    if (!r)
-        return NULL;
-    if (r != Py_NotImplemented) {
-        PyObject *v = PyTuple_GET_ITEM(r, 0);
-        Py_INCREF(v);
-        Py_DECREF(r);
-        return v;
-    }
+    PyObject *r = first_or_notimpl(bce_direct(self, d, 10, NULL));
+    if (r != Py_NotImplemented)
+        return r;
     Py_DECREF(r);
     return call_fallback(args[0], args + 1, nargs - 1, kw_bce);
 }
