@@ -15,6 +15,7 @@ the best one is chosen at import (see ``ck_isa.c``).
 from __future__ import annotations
 
 import os
+import platform
 import sys
 
 from setuptools import Extension, setup
@@ -54,7 +55,12 @@ class optional_build_ext(build_ext):
 def _args():
     if sys.platform == "win32":
         return ["/O2"]
-    return ["-O3", "-g0", "-std=c11", "-ffp-contract=fast", "-fno-strict-aliasing", "-Wno-psabi"]
+    args = ["-O3", "-g0", "-std=c11", "-ffp-contract=fast", "-fno-strict-aliasing", "-Wno-psabi"]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        # no MMX registers: they alias the x87 stack, and code that uses them without
+        # `emms` breaks every later long double operation of the process
+        args.append("-mno-mmx")
+    return args
 
 
 setup(

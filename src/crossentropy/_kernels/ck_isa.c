@@ -12,6 +12,13 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CK_X86 1
+#ifdef __MMX__
+/* setup.py compiles with -mno-mmx: GCC may move 8-byte vectors through the MMX
+ * registers, which alias the x87 stack and, without an `emms`, leave it full, so
+ * that later long double arithmetic in the process (NumPy's float formatting,
+ * for one) returns NaN */
+#error "build with -mno-mmx"
+#endif
 #include <immintrin.h>
 
 #define VW 8
