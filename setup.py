@@ -68,8 +68,9 @@ setup(
         Extension(
             "crossentropy._kernels._ckernels",
             sources=[os.path.join(KDIR, f) for f in ("ck_module.c", "ck_isa.c", "ck_pool.c")],
-            depends=[os.path.join(KDIR, f) for f in ("ck_math.h", "ck_common.h", "ck_isa.h", "ck_pool.h",
-                                                     "ck_kern.h", "ck_ce_t.h", "ck_bce_t.h")],
+            depends=[os.path.join(KDIR, f) for f in ("ck_math.h", "ck_vmath.h", "ck_vnames.h", "ck_vnames_undef.h",
+                                                     "ck_common.h", "ck_isa.h", "ck_pool.h", "ck_kern.h",
+                                                     "ck_ce_t.h", "ck_bce_t.h")],
             extra_compile_args=_args(),
             extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
             optional=True,
