@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 
 import numpy as np
 
@@ -23,7 +25,9 @@ def load_digits(n=None):
 def parse(argv, default_steps, name):
     p = argparse.ArgumentParser(description=f"Train on digits with the framework's loss and with crossentropy's ({name}).")
     p.add_argument("--steps", type=int, default=default_steps)
-    p.add_argument("--out", default=f"{name}_loss_curves.png", help="PNG to write ('' for none)")
+    default = os.path.join(tempfile.gettempdir(), "crossentropy-examples", f"{name}_loss_curves.png")
+    p.add_argument("--out", default=default,
+                   help=f"PNG to write ('' for none; default {default}, outside the repository)")
     p.add_argument("--rtol", type=float, default=1e-3, help="largest allowed relative difference of the curves")
     return p.parse_args(argv)
 
@@ -51,6 +55,7 @@ def report(name, ref, ours, out, rtol, ref_label, our_label):
         ax.set_title(f"{name}: digits, max relative difference {d:.2e}")
         ax.legend()
         fig.tight_layout()
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         fig.savefig(out, dpi=100)
         plt.close(fig)
     ok = d <= rtol

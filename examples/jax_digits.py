@@ -1,7 +1,7 @@
 """Train a small MLP on scikit-learn's digits with optax's softmax cross-entropy and with
 crossentropy.jax's, from the same initial parameters; plot both loss curves.
 
-    python examples/jax_digits.py [--steps 200] [--out jax_loss_curves.png]
+    python examples/jax_digits.py [--steps 200] [--out FILE.png]
 
 Exits non-zero if the curves differ by more than --rtol (relative).
 """

@@ -1,7 +1,7 @@
 """Train a small Keras model on scikit-learn's digits with keras.losses.SparseCategoricalCrossentropy
 and with crossentropy.keras's, from the same initial weights; plot both loss curves.
 
-    python examples/keras_digits.py [--steps 30] [--out keras_loss_curves.png]
+    python examples/keras_digits.py [--steps 30] [--out FILE.png]
 
 (--steps counts epochs of model.fit; the backend is Keras's, TensorFlow unless
 KERAS_BACKEND says otherwise.)  Exits non-zero if the curves differ by more than --rtol.

@@ -1,7 +1,7 @@
 """Train a small MLP on scikit-learn's digits with torch.nn.CrossEntropyLoss and with
 crossentropy.torch.CrossEntropyLoss from the same initial weights; plot both loss curves.
 
-    python examples/torch_digits.py [--steps 200] [--out torch_loss_curves.png]
+    python examples/torch_digits.py [--steps 200] [--out FILE.png]
 
 Exits non-zero if the curves differ by more than --rtol (relative).
 """

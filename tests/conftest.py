@@ -28,12 +28,3 @@ def pytest_runtest_makereport(item, call):
 def tol(dtype, factor: float = 64.0) -> float:
     """Absolute/relative tolerance derived from the dtype's machine epsilon."""
     return factor * float(np.finfo(np.dtype(dtype)).eps)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _compiled_kernels():
-    """Compile the numba kernels once per worker, before any test is timed
-    (hypothesis deadlines): a cold numba cache costs ~30 s of CPU."""
-    from crossentropy import _kernels
-
-    _kernels.warmup()

@@ -37,7 +37,7 @@ from .categorical import (
     safe_softmax_cross_entropy,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "sigmoid",

@@ -1,7 +1,7 @@
-"""Dispatch to the fast CPU kernels (issue: CPU speed near the memory limit).
+"""Dispatch to the compiled CPU kernels (crossentropy._kernels._ckernels).
 
-Each hook returns ``NotImplemented`` when no kernel applies (numba missing or
-disabled, a torch/JAX array, an axis other than the last, a non-contiguous
+Each hook returns ``NotImplemented`` when no kernel applies (kernels not built
+or disabled, a torch/JAX array, an axis other than the last, a non-contiguous
 input, mixed dtypes, …); the caller then runs the reference implementation.
 A kernel agrees with the reference within dtype tolerance (tests/kernels hold
 it to that) and raises the same errors, because validation is either the
@@ -11,7 +11,12 @@ target and the reference path runs and raises.
 What a hook returns is the finished ``(value, grad)``: the kernels fold the
 gradient's scale (sample weight × 1/ln(base) × 1/denominator × grad_output)
 into the one sweep that writes the gradient, so no N×C pass follows; the
-value goes through :func:`~crossentropy._reduction.finish` as usual.
+value goes through :func:`~crossentropy._reduction.finish` as usual, except on
+the direct paths, which reduce in C (compensated, fixed order).
+
+``cross_entropy_direct`` and ``bce_direct`` are the C functions themselves
+when the kernels are built: the checks, the kernel, the reduction and the
+result objects of a plain ``cross_entropy(x, y)`` cost one C call.
 
 ``grad_into`` (a keyword of :func:`~crossentropy.value_and_grad` for
 ``cross_entropy`` and ``binary_cross_entropy_with_logits``): an array with
@@ -28,11 +33,9 @@ from . import _kernels
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ._backend import namespace
 from ._reduction import Terms, _broadcast_weight, denominators, finish
-from ._validation import REDUCTIONS
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_DUMMY = {d: np.zeros(1, d) for d in _FLOATS}
-_DUMMY2 = {d: np.zeros((1, 1), d) for d in _FLOATS}
+_CK_IDX, _CK_PROB = 0, 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +74,7 @@ def deliver(result, grad_into, x=None):
 def _grad_buffer(x, grad_into, need_grad):
     """``(buffer, in_place)`` for the kernel's gradient, or ``(None, False)`` if unusable."""
     if not need_grad:
-        return _DUMMY[x.dtype], False
+        return None, False
     if grad_into is None:
         return np.empty_like(x), False
     same = check_grad_into(grad_into, x)
@@ -84,21 +87,21 @@ def _grad_buffer(x, grad_into, need_grad):
 # gradient scale: what finish() would multiply the gradient by, per sample
 # ---------------------------------------------------------------------------------------------
 
-def _grad_scale(dtype, shape, *, reduction, sample_weight, log_base, grad_output, norm, valid):
-    """``(gs, stride)``: the per-sample factor folded into the kernel's gradient, or None."""
+def _grad_scale(shape, *, reduction, sample_weight, log_base, grad_output, norm, valid):
+    """The per-sample factor (float64, 1 or N entries) folded into the kernel's gradient, or None."""
     g = 1.0
     arr = None
     if sample_weight is not None:
-        arr = np.asarray(_broadcast_weight(np, np.asarray(sample_weight).astype(dtype), shape, "sample_weight"),
-                         dtype=np.float64)
+        arr = np.asarray(_broadcast_weight(np, np.asarray(sample_weight), shape, "sample_weight"), dtype=np.float64)
     if log_base is not None:
         g = g / log_base
     if reduction == "none":
         if grad_output is not None:
-            go = np.asarray(grad_output).astype(dtype)
+            go = np.asarray(grad_output)
             if tuple(go.shape) != tuple(shape):
                 go = _broadcast_weight(np, go, shape, "grad_output")
-            arr = go.astype(np.float64) if arr is None else arr * go
+            go = go.astype(np.float64)
+            arr = go if arr is None else arr * go
     else:
         if reduction in ("mean", "sum_over_batch_size"):
             nw = None
@@ -108,76 +111,33 @@ def _grad_scale(dtype, shape, *, reduction, sample_weight, log_base, grad_output
             # the divisor finish() would use (one definition, in _reduction)
             _, div = denominators(namespace(), np.broadcast_to(np.float64(0.0), shape), reduction=reduction, norm=nw,
                                   valid=valid)
-            g = float(np.float64(g) / np.float64(div))  # a true 0 divisor gives inf, as finish()
+            # non-zero weights summing to 0 divide by 0: ±inf/NaN, as the reference and PyTorch
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = float(np.float64(g) / np.float64(div))
         if grad_output is not None:
             go = np.asarray(grad_output)
             if go.size != 1:
                 return None
             g = g * float(go.reshape(()))
     if arr is None:
-        return np.array([g], dtype=dtype), 0
-    return np.ascontiguousarray((arr * g).reshape(-1), dtype=dtype), 1
+        return np.array([g], dtype=np.float64)
+    return np.ascontiguousarray((arr * g).reshape(-1), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
 # cross-entropy from logits
 # ---------------------------------------------------------------------------------------------
 
-def _wsum(w, C, dtype, ntile, tile):
-    """Per-tile class-weight sums and their total (label smoothing's Σ_c w_c terms)."""
-    out = np.empty(ntile + 1, dtype)
-    if w is None:
-        out[:ntile] = [min(tile, C - t * tile) for t in range(ntile)]
-        out[ntile] = C
-    else:
-        out[:ntile] = np.add.reduceat(w, np.arange(0, C, tile))
-        out[ntile] = np.sum(w)
-    return out
-
-
-_I64_0 = np.int64(0)
-_ZERO = {d: d.type(0) for d in _FLOATS}
-
-
-def _run_ce(x2, kind, tgt, w, ii, eps, z, need_grad, gs, gstride, grad2, inplace=False):
-    """Call the index/prob kernel on (N, C) views; returns (loss, bad_row, Σ loss in float64)."""
-    numba, kce, _ = _kernels.get()
-    N, C = x2.shape
-    dtype = x2.dtype
-    loss = np.empty(N, dtype)
-    if N == 0:
-        return loss, -1, 0.0
-    if N * C < _kernels.SMALL_WORK or N == 1:
-        serial, block = True, N  # small work: no thread wake-up, no scheduling
-    else:
-        nthreads = _kernels.threads(numba)
-        serial, block = nthreads == 1, _kernels.row_block(N, nthreads)
-    has_w = w is not None
-    wv = w if has_w else _DUMMY[dtype]
-    ceps = dtype.type(eps) if eps else _ZERO[dtype]
-    cz = dtype.type(z) if z else _ZERO[dtype]
-    if kind == "index":
-        wsum = _wsum(w, C, dtype, -(-C // kce.TILE), kce.TILE) if eps else _DUMMY[dtype]
-        f = kce.ce_index_serial if serial else kce.ce_index_parallel
-        bad, total = f(x2, tgt, wv, has_w, wsum, _I64_0 if ii is None else np.int64(ii), ii is not None, ceps, cz,
-                       need_grad, gs, gstride, grad2, loss, block, inplace)
-    else:
-        f = kce.ce_prob_serial if serial else kce.ce_prob_parallel
-        bad, total = -1, 0.0
-        f(x2, tgt, wv, has_w, ceps, cz, need_grad, gs, gstride, grad2, loss, block, inplace)
-    return loss, bad, total
-
-
 def _ce_eligible(x):
     return (isinstance(x, np.ndarray) and x.dtype in _FLOATS and x.ndim >= 1 and x.shape[-1] > 0
-            and x.flags.c_contiguous)
+            and x.flags.c_contiguous and x.dtype.isnative)
 
 
 def _index_target(target):
-    # always int64: one compiled specialisation (other integer dtypes are cast,
-    # O(N); uint64 beyond int64 wraps negative and fails the range check as it should)
-    if target.dtype == np.int64 and target.flags.c_contiguous:
+    if target.dtype in (np.int64, np.int32) and target.flags.c_contiguous and target.dtype.isnative:
         return target.reshape(-1)
+    # other integer dtypes are cast (O(N)); uint64 beyond int64 wraps negative and
+    # fails the range check as it should
     return np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
 
 
@@ -188,14 +148,15 @@ def cross_entropy(xp, x, target, *, kind, axis, weight, ignore_index, label_smoo
     ``target`` holds the class indices (ignored entries may hold anything;
     ``valid`` marks the counted ones) or the probabilities (input's dtype).
     """
-    if xp.name != "numpy" or _kernels.get() is None or not _ce_eligible(x) or axis != x.ndim - 1:
+    ck = _kernels.get()
+    if xp.name != "numpy" or ck is None or not _ce_eligible(x) or axis != x.ndim - 1:
         return NotImplemented
-    if kind == "prob" and (target.dtype != x.dtype or not isinstance(target, np.ndarray)):
+    if kind == "prob" and (not isinstance(target, np.ndarray) or target.dtype != x.dtype):
         return NotImplemented
-    if weight is not None and (weight.dtype != x.dtype or not isinstance(weight, np.ndarray)):
+    if weight is not None and (not isinstance(weight, np.ndarray) or weight.dtype != x.dtype):
         return NotImplemented
-    grad, inplace = _grad_buffer(x, grad_into, need_grad)
-    if grad is None:
+    grad, _ = _grad_buffer(x, grad_into, need_grad)
+    if need_grad and grad is None:
         return NotImplemented
     from ._backend import log_of_base
 
@@ -203,27 +164,33 @@ def cross_entropy(xp, x, target, *, kind, axis, weight, ignore_index, label_smoo
     shape = tuple(x.shape[:-1])
     log_base = log_of_base(base)
     norm = None
+    tgt = None
+    prob = None
+    ii = ignore_index
     if kind == "index":
         tgt = _index_target(target)
         if ignore_index is not None and valid is not None:
+            # ignored entries may hold anything (the caller maps them to 0): mark them
             tgt = np.where(valid.reshape(-1), tgt, np.int64(ignore_index))
         if weight is not None:
             norm = weight[tgt.clip(0, C - 1)].reshape(shape)
             if valid is not None:
                 norm = np.where(valid, norm, np.zeros_like(norm))
-        w = weight
     else:
-        tgt = np.ascontiguousarray(target).reshape(-1, C)
-        w = weight
-    gsc = (_grad_scale(x.dtype, shape, reduction=reduction, sample_weight=sample_weight, log_base=log_base,
-                       grad_output=grad_output, norm=norm, valid=valid) if need_grad else (_DUMMY[x.dtype], 0))
-    if gsc is None:
-        return NotImplemented
-    gs, gstride = gsc
+        prob = np.ascontiguousarray(target).reshape(-1, C)
+        ii = None
+    gs = None
+    if need_grad:
+        gs = _grad_scale(shape, reduction=reduction, sample_weight=sample_weight, log_base=log_base,
+                         grad_output=grad_output, norm=norm, valid=valid)
+        if gs is None:
+            return NotImplemented
     x2 = x.reshape(-1, C)
-    g2 = grad.reshape(-1, C) if need_grad else grad.reshape(1, 1)
-    loss, bad, _ = _run_ce(x2, kind, tgt, w, ignore_index, label_smoothing, z_loss, need_grad, gs, gstride, g2,
-                           inplace)
+    loss = np.empty(x2.shape[0], x.dtype)
+    w = None if weight is None else np.ascontiguousarray(weight)
+    bad = ck.ce_kernel(x2, _CK_IDX if kind == "index" else _CK_PROB, tgt, prob, w, ii, float(label_smoothing or 0.0),
+                       float(z_loss or 0.0), gs, grad.reshape(-1, C) if need_grad else None, loss, True, 0.0, None,
+                       0, C, None, None, 0)
     if bad >= 0:  # cannot happen after _prepare's validation; kept for safety
         return NotImplemented
     value, _ = finish(namespace(), Terms(loss.reshape(shape), None, norm, valid, x.ndim - 1), reduction=reduction,
@@ -231,63 +198,47 @@ def cross_entropy(xp, x, target, *, kind, axis, weight, ignore_index, label_smoo
     return value, (grad if need_grad else None)
 
 
+_CK = _kernels._ck  # the compiled module, or None when it was not built
+
+
 def cross_entropy_direct(input, target, need_grad, grad_output, axis, weight, sample_weight, ignore_index,
                          label_smoothing, reduction, z_loss, base, grad_into):
-    """The common case without ``_prepare``: NumPy logits, integer targets, plain options.
+    """The common case without ``_prepare``: NumPy logits, integer targets, plain options
+    (no class/sample weights, no base, reduction none/sum/mean) → ``(value, grad)``.
 
-    Anything unusual returns NotImplemented, and the full path (validation
+    Anything unusual returns NotImplemented and the full path (validation
     included) runs; so does a target out of range, which the kernel detects
     before writing anything, so that the reference path raises its error.
-    Every check here is O(1) or O(N) on the targets: small batches are
-    dominated by call overhead (the (8, 1000) benchmark row).
+    The work is one C call (``_ckernels.ce_direct``); the type test stays in
+    Python so that tracers (``torch.compile``, JAX) see a plain function that
+    returns NotImplemented for their arrays, never a C builtin.
     """
-    if (type(input) is not np.ndarray or type(target) is not np.ndarray or weight is not None
-            or sample_weight is not None or base is not None or input.dtype not in _FLOATS
-            or target.dtype.kind not in "iu" or target.shape != input.shape[:-1] or input.ndim < 1
-            or reduction not in REDUCTIONS or (axis != -1 and axis != input.ndim - 1) or type(axis) is not int
-            or not input.flags.c_contiguous or input.shape[-1] == 0):
+    if type(input) is not np.ndarray or _CK is None:
         return NotImplemented
-    if (label_smoothing or z_loss) and (label_smoothing.__class__ not in (int, float) or z_loss.__class__ not in (
-            int, float) or not (0.0 <= label_smoothing <= 1.0 and z_loss >= 0.0)):
-        return NotImplemented
-    if ignore_index is not None and type(ignore_index) is not int:
-        return NotImplemented
-    if need_grad and grad_output is not None and (reduction == "none" or type(grad_output) not in (int, float)):
-        return NotImplemented
-    if _kernels.get() is None:
-        return NotImplemented
-    x = input
-    C = x.shape[-1]
-    tgt = _index_target(target)
-    n = tgt.shape[0]
-    cnt = n if ignore_index is None else n - int(np.count_nonzero(tgt == ignore_index))
-    grad, inplace = _grad_buffer(x, grad_into, need_grad)
-    if grad is None:
-        return NotImplemented
-    if need_grad:
-        # what finish() multiplies the gradient by; nothing counted: the zero gradient stays 0
-        g = 1.0 if reduction in ("none", "sum") else 1.0 / (cnt if cnt > 0 else 1)
-        if grad_output is not None:
-            g = g * float(grad_output)
-        gs, g2 = np.full(1, g, dtype=x.dtype), grad.reshape(-1, C)
-    else:
-        gs, g2 = _DUMMY[x.dtype], _DUMMY2[x.dtype]
-    loss, bad, total = _run_ce(x.reshape(-1, C), "index", tgt, None, ignore_index, label_smoothing, z_loss,
-                               need_grad, gs, 0, g2, inplace)
-    if bad >= 0:
-        return NotImplemented
-    dt = x.dtype.type
-    if reduction == "none":
-        value = loss.reshape(x.shape[:-1])
-    elif reduction == "sum":
-        value = dt(total)
-    elif reduction == "mean":
-        value = dt(total) / dt(cnt)  # 0/0 = NaN, as finish()
-    else:
-        valid = None if ignore_index is None else (target != ignore_index)
-        value, _ = finish(namespace(), Terms(loss.reshape(x.shape[:-1]), None, None, valid, x.ndim - 1),
-                          reduction=reduction, need_grad=False)
-    return value, (grad if need_grad else None)
+    return _CK.ce_direct(input, target, need_grad, grad_output, axis, weight, sample_weight, ignore_index,
+                         label_smoothing, reduction, z_loss, base, grad_into)
+
+
+def _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction,
+              z_loss, base, softcap=None):
+    kw = {} if softcap is None else {"softcap": softcap}
+    return fallback(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
+                    label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, base=base, **kw)[0]
+
+
+def ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction, z_loss,
+             base, softcap=None):
+    """What the public ``cross_entropy`` returns: for NumPy logits one C call
+    (``_ckernels.ce_value``: the direct path, no wrapper, no NumPy error-state
+    context, since the C code raises no NumPy warnings), falling back to
+    ``fallback(input, target, **options)[0]``; for anything else, and with a
+    soft cap, the fallback.  This is the per-call overhead of a small
+    ``cross_entropy(x, y)``."""
+    if type(input) is np.ndarray and softcap is None and _CK is not None:
+        return _CK.ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing,
+                            reduction, z_loss, base)
+    return _ce_value(fallback, input, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction,
+                     z_loss, base, softcap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,15 +253,15 @@ def bce_with_logits(xp, x, t, pos_weight, need_grad, *, sample_weight=None, redu
     [0, 1] found by the kernel returns NotImplemented (nothing the caller
     owns has been written: the direct path never writes into ``grad_into``).
     """
-    if (xp.name != "numpy" or _kernels.get() is None or not isinstance(x, np.ndarray) or x.dtype not in _FLOATS
+    ck = _kernels.get()
+    if (xp.name != "numpy" or ck is None or not isinstance(x, np.ndarray) or x.dtype not in _FLOATS
             or not isinstance(t, np.ndarray) or t.dtype != x.dtype or t.shape != x.shape
-            or not x.flags.c_contiguous):
+            or not x.flags.c_contiguous or not x.dtype.isnative):
         return NotImplemented
-    numba, _, kb = _kernels.get()
     from ._backend import log_of_base
 
     log_base = log_of_base(base)
-    pw, has_pw, P = _DUMMY[x.dtype], False, 1
+    pw = None
     if pos_weight is not None:
         pwa = np.asarray(pos_weight)
         if pwa.dtype != x.dtype:
@@ -321,67 +272,62 @@ def bce_with_logits(xp, x, t, pos_weight, need_grad, *, sample_weight=None, redu
             core = pwa.reshape(pwa.shape[next((i for i, s in enumerate(pwa.shape) if s != 1), pwa.ndim):])
             if core.ndim > x.ndim or tuple(x.shape[x.ndim - core.ndim:]) != tuple(core.shape):
                 return NotImplemented
-        # Tile a short period up to ≥ 1024 elements: the kernel walks aligned
-        # segments of length P, and long segments keep its inner loop vectorised.
-        core = np.ascontiguousarray(core).reshape(-1)
-        pw, has_pw = np.tile(core, max(1, -(-1024 // core.size))), True
-        P = pw.size
+        # the kernel walks the flat input in segments of pos_weight's period P
+        pw = np.ascontiguousarray(core).reshape(-1)
     grad, _ = _grad_buffer(x, grad_into, need_grad)
-    if grad is None:
+    if need_grad and grad is None:
         return NotImplemented
     shape = tuple(x.shape)
+    gs = np.ones(1)
     if need_grad:
-        gsc = _grad_scale(x.dtype, shape, reduction=reduction, sample_weight=sample_weight, log_base=log_base,
-                          grad_output=grad_output, norm=None, valid=None)
-        if gsc is None:
+        gs = _grad_scale(shape, reduction=reduction, sample_weight=sample_weight, log_base=log_base,
+                         grad_output=grad_output, norm=None, valid=None)
+        if gs is None:
             return NotImplemented
-        gs, gstride = gsc
-    else:
-        gs, gstride = _DUMMY[x.dtype], 0
-    n = x.size
     reduce = reduction != "none" and sample_weight is None
-    loss = _DUMMY[x.dtype] if reduce else np.empty(n, x.dtype)
-    nchunk = max(1, -(-n // kb.CHUNK))
-    partial = np.empty(nchunk, x.dtype)
-    nbad = np.zeros(nchunk, np.int64)
-    if n:
-        nthreads = _kernels.threads(numba)
-        f = kb.bce_serial if (nthreads == 1 or n < _kernels.SMALL_WORK) else kb.bce_parallel
-        f(x.reshape(-1), t.reshape(-1), pw, has_pw, P, gs, gstride, need_grad,
-          grad.reshape(-1) if need_grad else grad, loss, reduce, partial, check_target, nbad)
-        if check_target and nbad.any():
-            return NotImplemented
+    loss = None if reduce else np.empty(shape, x.dtype)
+    tt = np.ascontiguousarray(t)
+    hi, lo, nbad = ck.bce_kernel(x, tt, pw, gs, grad if need_grad else None, loss, bool(check_target))
+    if check_target and nbad:
+        return NotImplemented
     g_out = grad if need_grad else None
     if not reduce:
-        value, _ = finish(namespace(), Terms(loss.reshape(shape), None), reduction=reduction,
-                          sample_weight=sample_weight, log_base=log_base, need_grad=False)
+        value, _ = finish(namespace(), Terms(loss, None), reduction=reduction, sample_weight=sample_weight,
+                          log_base=log_base, need_grad=False)
         return value, g_out
-    # finish() on the chunk partials: the same operations, with the count of elements
-    total = np.sum(partial) if n else x.dtype.type(0)
+    # finish() on the compensated total (the mean rounded as bce_direct rounds it)
+    n = x.size
+    dt = x.dtype.type
+    if reduction == "sum":
+        total = hi + lo
+    else:
+        total = ck.div_hl(hi, lo, float(n)) if n else (np.nan if reduction == "mean" else 0.0)
     if log_base is not None:
         total = total / log_base
-    total = x.dtype.type(total)
-    cnt = np.asarray(float(n), dtype=x.dtype)
-    if reduction == "mean":
-        value = total / cnt
-    elif reduction == "sum_over_batch_size":
-        safe = np.where(cnt > 0, cnt, np.ones_like(cnt))
-        value = np.where(cnt > 0, total / safe, np.zeros_like(total))
-    else:
-        value = total
+    value = dt(total)
+    if reduction == "sum_over_batch_size":
+        value = np.asarray(value)
     return value, g_out
 
 
 def bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight, label_smoothing, reduction, base,
                grad_into):
-    """BCE-with-logits without ``_prepare`` for plain calls: NumPy arrays of one float dtype,
-    no weights, smoothing, base or ``grad_into``; the target range check runs in the kernel."""
-    if (type(input) is not np.ndarray or type(target) is not np.ndarray or input.dtype not in _FLOATS
-            or target.dtype != input.dtype or target.shape != input.shape or sample_weight is not None
-            or pos_weight is not None or base is not None or grad_into is not None
-            or type(label_smoothing) not in (int, float) or label_smoothing != 0 or reduction not in REDUCTIONS):
+    """BCE-with-logits without ``_prepare`` for plain calls: NumPy arrays of one float
+    dtype, no weights, smoothing, base or ``grad_into``; the target range check
+    runs in the kernel.  One C call (``_ckernels.bce_direct``), as ``cross_entropy_direct``."""
+    if type(input) is not np.ndarray or _CK is None:
         return NotImplemented
-    if need_grad and grad_output is not None and (reduction == "none" or type(grad_output) not in (int, float)):
-        return NotImplemented
-    return bce_with_logits(namespace(), input, target, None, need_grad, reduction=reduction, grad_output=grad_output,
-                           check_target=True)
+    return _CK.bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight, label_smoothing,
+                          reduction, base, grad_into)
+
+
+def _bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base):
+    return fallback(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
+                    label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+
+
+def bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base):
+    """``binary_cross_entropy_with_logits``'s value, as :func:`ce_value`."""
+    if type(input) is np.ndarray and _CK is not None:
+        return _CK.bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base)
+    return _bce_value(fallback, input, target, sample_weight, pos_weight, label_smoothing, reduction, base)

@@ -1,4 +1,4 @@
-"""Binary cross-entropy: from probabilities, from logits, and the focal variants.
+r"""Binary cross-entropy: from probabilities, from logits, and the focal variants.
 
 Every function here is elementwise: the per-sample loss has the input's shape.
 Options shared by all of them:
@@ -249,8 +249,8 @@ def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, po
     >>> binary_cross_entropy_with_logits(x, y, reduction="none").tolist()
     [0.0, 10000.0, 0.6931471805599453]
     """
-    return _bce_logits(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
-                       label_smoothing=label_smoothing, reduction=reduction, base=base)[0]
+    return _fastpath.bce_value(_bce_logits, input, target, sample_weight, pos_weight, label_smoothing, reduction,
+                               base)
 
 
 def _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=None):

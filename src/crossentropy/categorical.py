@@ -1,4 +1,4 @@
-"""Categorical cross-entropy: from logits, from probabilities, NLL, and variants.
+r"""Categorical cross-entropy: from logits, from probabilities, NLL, and variants.
 
 Targets are either **class indices** (an integer array with the input's shape
 minus the class axis) or **probabilities** (a floating array with the input's
@@ -342,8 +342,8 @@ def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None,
     >>> round(float(cross_entropy(X, y)), 5)
     1.97316
     """
-    return _ce(input, target, axis=axis, weight=weight, sample_weight=sample_weight, ignore_index=ignore_index,
-               label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, softcap=softcap, base=base)[0]
+    return _fastpath.ce_value(_ce, input, target, axis, weight, sample_weight, ignore_index, label_smoothing,
+                              reduction, z_loss, base, softcap)
 
 
 def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None, reduction="none", base=None):

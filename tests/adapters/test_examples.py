@@ -65,3 +65,12 @@ def test_diverging_curves_exit_non_zero(tmp_path, capsys):
     common = _load("_common")
     assert common.report("x", [1.0, 0.5], [1.0, 0.9], "", 1e-3, "a", "b") == 1
     assert "DIVERGED" in capsys.readouterr().out
+
+
+def test_default_plot_is_written_outside_the_repository():
+    common = _load("_common")
+    repo = EXAMPLES.parent.resolve()
+    for name in ("torch", "keras", "jax"):
+        out = pathlib.Path(common.parse([], 1, name).out).resolve()
+        assert repo not in out.parents and out.suffix == ".png"
+        assert pathlib.Path(common.parse(["--out", "x.png"], 1, name).out) == pathlib.Path("x.png")

@@ -12,9 +12,9 @@ from crossentropy import _kernels, binary, categorical
 
 from .conftest import reference
 
-# Without numba (the 'fast' extra) the comparisons below still run (reference
+# Without the compiled kernels the comparisons below still run (reference
 # against reference); the tests that need the kernels themselves are marked.
-needs_numba = pytest.mark.skipif(not _kernels.available(), reason="the fast kernels need numba (the 'fast' extra)")
+needs_kernels = pytest.mark.skipif(not _kernels.available(), reason="the compiled kernels are not built")
 
 DTYPES = (np.float32, np.float64)
 REDUCTIONS = ("none", "sum", "mean", "sum_over_batch_size")
@@ -143,6 +143,15 @@ def test_ce_empty_and_nd(dtype):
             (v, g), (rv, rg) = vg_both(ce.cross_entropy, x, y, reduction=red)
             assert_close(v, rv, dtype, f"{x.shape} {red} value")
             assert_close(g, rg, dtype, f"{x.shape} {red} grad")
+    x0 = np.zeros((0, 4), dtype)  # no rows: per-row options of no entries
+    for kw in (dict(reduction="none", grad_output=np.zeros(0, dtype)), dict(sample_weight=np.zeros(0, dtype))):
+        for y0 in (np.zeros(0, np.int64), np.zeros((0, 4), dtype)):
+            (v, g), (rv, rg) = vg_both(ce.cross_entropy, x0, y0, **kw)
+            assert_close(v, rv, dtype, f"empty {kw} value")
+            assert g.shape == rg.shape == (0, 4)
+        kwb = {k: np.zeros((0, 4), dtype) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        (v, g), (rv, rg) = vg_both(ce.binary_cross_entropy_with_logits, x0, x0, **kwb)  # elementwise: (0, 4)
+        assert_close(v, rv, dtype, f"empty bce {kw} value")
     x = logits(rng, 4, 3, dtype)
     y = np.full(4, -100)
     for red in REDUCTIONS:  # all ignored
@@ -177,7 +186,7 @@ def test_bce_with_logits(dtype):
     assert_close(v, ce.binary_cross_entropy_with_logits(big, tb), dtype, "bce big fwd vs vg")
 
 
-@needs_numba
+@needs_kernels
 def test_kernels_actually_run(must_use_kernel):
     rng = np.random.default_rng(5)
     x = logits(rng, 8, 1000, np.float32)
@@ -256,7 +265,7 @@ def test_bitwise_across_threads_and_blocks(dtype, kernels_config):
 # in-place mode
 # ---------------------------------------------------------------------------------------------
 
-@needs_numba
+@needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_inplace_matches_and_allocates_nothing(dtype):
     rng = np.random.default_rng(7)
@@ -318,25 +327,109 @@ def test_grad_into_validation_and_reference_path():
 
 
 # ---------------------------------------------------------------------------------------------
-# fallback without numba
+# the instruction-set copies agree
 # ---------------------------------------------------------------------------------------------
 
-def test_fallback_without_numba(monkeypatch):
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_isa_copy_agrees(dtype):
+    ck = _kernels._ck
+    rng = np.random.default_rng(9)
+    x = logits(rng, 40, 3000, dtype)
+    x[0, :5] = [np.inf, 1, 2, 3, 4]
+    x[1, 7] = np.nan
+    y = rng.integers(0, 3000, 40)
+    t = rng.random((40, 3000)).astype(dtype)
+    t /= t.sum(1, keepdims=True)
+    xb = (rng.standard_normal(70_001) * 5).astype(dtype)
+    tb = rng.random(70_001).astype(dtype)
+    results = {}
+    try:
+        for isa in ("avx512", "avx2", "x86-64", "generic"):
+            try:
+                ck.use_isa(isa)
+            except ValueError:
+                continue
+            r = []
+            r += ce.value_and_grad(ce.cross_entropy, x, y, reduction="none", label_smoothing=0.1, z_loss=1e-3)
+            r += ce.value_and_grad(ce.cross_entropy, x, t, reduction="none")
+            r += ce.value_and_grad(ce.binary_cross_entropy_with_logits, xb, tb, reduction="none")
+            results[isa] = r
+    finally:
+        ck.use_isa("best")
+    # no copy left the x87 stack full (MMX registers alias it): long double arithmetic,
+    # which NumPy's float formatting uses, still works
+    assert np.longdouble(1.5) * 2 == 3 and not np.isnan(np.longdouble(1) / 3)
+    assert repr(np.float32(1.5)) in ("np.float32(1.5)", "1.5")
+    assert results
+    first = next(iter(results.values()))
+    for name, r in results.items():
+        for a, b in zip(r, first):
+            assert_close(a, b, dtype, f"{name} vs {next(iter(results))}", factor=8.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# fallback without the compiled kernels
+# ---------------------------------------------------------------------------------------------
+
+_CHILD = """
+import sys, numpy as np
+if sys.argv[1] == "blocked":
+    sys.modules["crossentropy._kernels._ckernels"] = None  # as if the extension was never built
+import crossentropy as ce
+from crossentropy import _kernels, _fastpath
+x = np.load(sys.argv[2]); y = np.load(sys.argv[3])
+v, g = ce.value_and_grad(ce.cross_entropy, x, y, label_smoothing=0.1)
+b = ce.binary_cross_entropy_with_logits(x, (x > 0).astype(x.dtype))
+np.savez(sys.argv[4], v=v, g=g, b=b, available=_kernels.available(), enabled=_kernels.get() is not None,
+         direct=_fastpath.cross_entropy_direct(x, y, False, None, -1, None, None, None, 0.0, "mean", 0.0, None,
+                                               None) is NotImplemented)
+"""
+
+
+@pytest.mark.parametrize("how", ["blocked", "env"])
+def test_fallback_without_kernels(how, tmp_path):
+    """Without the extension (never built, or CROSSENTROPY_KERNELS=0) the reference path runs: same results."""
+    import os
+    import subprocess
+    import sys
+
     rng = np.random.default_rng(8)
     x = logits(rng, 6, 50, np.float32)
     y = rng.integers(0, 50, 6)
-    with_kernels = ce.value_and_grad(ce.cross_entropy, x, y)
-    monkeypatch.setattr(_kernels, "_mods", False)  # as if `import numba` had failed
-    assert _kernels.get() is None and not _kernels.available()
-    v, g = ce.value_and_grad(ce.cross_entropy, x, y)
-    rv, rg = reference(lambda: ce.value_and_grad(ce.cross_entropy, x, y))
-    assert v == rv and np.array_equal(g, rg)
-    assert_close(v, with_kernels[0], np.float32, "fallback value")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    env = {**os.environ, "CROSSENTROPY_KERNELS": "0" if how == "env" else "1"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, how, str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
+                           str(tmp_path / "out.npz")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = np.load(tmp_path / "out.npz")
+    assert not bool(out["enabled"]) and bool(out["direct"])
+    assert bool(out["available"]) == (how == "env" and _kernels.available())
+    rv, rg = reference(lambda: ce.value_and_grad(ce.cross_entropy, x, y, label_smoothing=0.1))
+    rb = reference(lambda: ce.binary_cross_entropy_with_logits(x, (x > 0).astype(x.dtype)))
+    assert out["v"] == rv and np.array_equal(out["g"], rg) and out["b"] == rb  # the reference, bit for bit
+    kv, kg = ce.value_and_grad(ce.cross_entropy, x, y, label_smoothing=0.1)
+    assert_close(out["v"], kv, np.float32, "fallback vs kernel value")
+    assert_close(out["g"], kg, np.float32, "fallback vs kernel grad")
+
+
+def test_reference_path_when_disabled(kernels_config, monkeypatch):
+    rng = np.random.default_rng(8)
+    x = logits(rng, 6, 50, np.float32)
+    y = rng.integers(0, 50, 6)
+    kernels_config.configure(enabled=False)
+    assert _kernels.get() is None
+    called = []
+    monkeypatch.setattr(categorical, "_ce_terms", lambda *a, **k: called.append(1) or _ce_terms(*a, **k))
+    ce.value_and_grad(ce.cross_entropy, x, y)
     out = x.copy()
     v2, g2 = ce.value_and_grad(ce.cross_entropy, out, y, grad_into=out)
-    assert g2 is out and np.array_equal(out, rg)
-    b = ce.binary_cross_entropy_with_logits(x, (x > 0).astype(np.float32))
-    assert np.isfinite(b)
+    assert called and g2 is out
+    assert _kernels.warmup() is _kernels.available()
+
+
+_ce_terms = categorical._ce_terms
 
 
 def test_torch_inputs_take_the_reference_path():

@@ -1,43 +1,66 @@
-"""Optional fast CPU kernels (numba), and their runtime configuration.
+"""Compiled CPU kernels (a C extension built by ``pip install``), and their configuration.
 
-The kernels live in :mod:`._ce` and :mod:`._bce` and are imported lazily on
-first use, so ``import crossentropy`` never imports numba.  Without numba (the
-``fast`` extra not installed), :func:`get` returns ``None`` and every loss runs
-the reference implementation.
+``_ckernels`` is built from the C sources beside this file (``ck_*.c``,
+``ck_*.h``) when the package is installed.  If it is missing (no C compiler at
+install time, or a source checkout that was never built), :func:`get` returns
+``None`` and every loss runs the reference implementation: the same results,
+slower.  ``python setup.py build_ext --inplace`` builds it in a checkout.
 
 Configuration (environment variables, read at import; or :func:`configure`):
 
 ``CROSSENTROPY_KERNELS=0``
     disable the kernels (the reference path runs everywhere).
 ``CROSSENTROPY_NUM_THREADS=n``
-    threads used by the kernels (default: numba's default, i.e. all cores).
+    threads used by the kernels (default: the cores this process may run on).
 ``CROSSENTROPY_ROW_BLOCK=b``
     rows per parallel task for cross-entropy (default: about four tasks per thread).
 
 Neither the thread count nor the row block changes a single bit of any result
-(see docs/performance.md, "Determinism").
+(see docs/performance.md, "Determinism").  The fused chunk kernels that the
+fused linear cross-entropy and the vocabulary-parallel loss build on are in
+:mod:`crossentropy._kernels._chunk`.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["available", "configure", "config", "get", "warmup"]
+__all__ = ["available", "configure", "config", "get", "info", "warmup"]
 
-SMALL_WORK = 1 << 15  # elements below which the serial kernel is used (no thread wake-up)
+
+def _env_int(name):
+    v = os.environ.get(name, "").strip()
+    return int(v) if v else None
+
 
 _cfg = {
     "enabled": os.environ.get("CROSSENTROPY_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off"),
-    "threads": int(os.environ["CROSSENTROPY_NUM_THREADS"]) if os.environ.get("CROSSENTROPY_NUM_THREADS") else None,
-    "row_block": int(os.environ["CROSSENTROPY_ROW_BLOCK"]) if os.environ.get("CROSSENTROPY_ROW_BLOCK") else None,
+    "threads": _env_int("CROSSENTROPY_NUM_THREADS"),
+    "row_block": _env_int("CROSSENTROPY_ROW_BLOCK"),
 }
-_mods = None  # (numba, _ce, _bce) once imported; False if numba is missing
-_applied_threads = None
+
+try:
+    from . import _ckernels as _ck
+except ImportError:  # not built: the reference implementation runs
+    _ck = None
+
+
+def _apply():
+    if _ck is not None:
+        _ck.configure(bool(_cfg["enabled"]), int(_cfg["threads"] or 0), int(_cfg["row_block"] or 0))
+
+
+_apply()
 
 
 def available() -> bool:
-    """Whether numba is importable (the kernels can run)."""
-    return get(force=True) is not None
+    """Whether the compiled kernels are installed (whether or not they are enabled)."""
+    return _ck is not None
+
+
+def get():
+    """The kernel module when it is installed and enabled, else ``None``."""
+    return _ck if (_ck is not None and _cfg["enabled"]) else None
 
 
 def configure(*, enabled=None, threads=None, row_block=None):
@@ -52,6 +75,7 @@ def configure(*, enabled=None, threads=None, row_block=None):
         _cfg["threads"] = int(threads) or None
     if row_block is not None:
         _cfg["row_block"] = int(row_block) or None
+    _apply()
     return prev
 
 
@@ -60,63 +84,16 @@ def config() -> dict:
     return dict(_cfg)
 
 
-def get(force=False):
-    """``(numba, _ce, _bce)`` when the kernels are enabled and numba is installed, else ``None``."""
-    global _mods
-    if not (_cfg["enabled"] or force):
-        return None
-    if _mods is None:
-        try:
-            import numba
-
-            from . import _bce, _ce
-        except ImportError:
-            _mods = False
-        else:
-            _mods = (numba, _ce, _bce)
-    return _mods or None
-
-
-def threads(numba) -> int:
-    """Apply the configured thread count to numba; return the count in use."""
-    global _applied_threads
-    want = _cfg["threads"]
-    if want is None:
-        want = numba.config.NUMBA_NUM_THREADS
-    want = max(1, min(int(want), numba.config.NUMBA_NUM_THREADS))
-    if want != _applied_threads:
-        numba.set_num_threads(want)
-        _applied_threads = want
-    return want
-
-
-def row_block(n_rows: int, n_threads: int) -> int:
-    b = _cfg["row_block"]
-    if b:
-        return max(1, int(b))
-    return max(1, -(-n_rows // (4 * n_threads)))
+def info() -> dict:
+    """What runs: instruction set chosen for this CPU, threads in use, workers started."""
+    if _ck is None:
+        return {"available": False}
+    return {"available": True, **_ck.config()}
 
 
 def warmup() -> bool:
-    """Compile (or load from numba's on-disk cache) every kernel variant now.
+    """Nothing to compile any more (the kernels are built at install time).
 
-    The first call of each variant otherwise pays numba's compile time (tens of
-    seconds in all, once per machine thanks to ``cache=True``) inside whatever
-    runs first, e.g. a test with a deadline.  Returns False without numba.
+    Kept for callers of the former numba kernels; returns :func:`available`.
     """
-    if get() is None:
-        return False
-    import numpy as np
-
-    import crossentropy as ce
-
-    for dt in (np.float32, np.float64):
-        for n, c in ((2, 3), (64, SMALL_WORK // 64 + 1)):  # serial and parallel kernels
-            x = np.zeros((n, c), dt)
-            y = np.zeros(n, np.int64)
-            p = np.full((n, c), 1.0 / c, dt)
-            ce.value_and_grad(ce.cross_entropy, x, y)
-            ce.value_and_grad(ce.cross_entropy, x, p)
-            ce.binary_cross_entropy_with_logits(x, p)
-            ce.value_and_grad(ce.binary_cross_entropy_with_logits, x, p)
-    return True
+    return available()
