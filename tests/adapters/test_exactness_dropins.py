@@ -12,7 +12,14 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-mp.mp.dps = 60
+@pytest.fixture(autouse=True)
+def _mp_digits():
+    """60 digits for every test here (digits to spare); set per test, because the other
+    exactness modules want other precisions and pytest imports them all first."""
+    with mp.workdps(60):
+        yield
+
+
 TS = {np.float32: [10.0, 30.0, 60.0, 68.0], np.float64: [20.0, 40.0, 300.0, 680.0]}
 
 

@@ -19,7 +19,15 @@ import pytest
 import crossentropy as ce
 from crossentropy import _kernels
 
-mp.mp.dps = 60
+
+@pytest.fixture(autouse=True)
+def _mp_digits():
+    """60 digits for every test here (digits to spare); set per test, because the other
+    exactness modules want other precisions and pytest imports them all first."""
+    with mp.workdps(60):
+        yield
+
+
 ULPS = 4  # the bound the library promises for per-sample values and gradients
 
 # t ↦ a row [0, −t − u_1, …]: the loss is about (C−1)·e^{−t}; up to ~1e-30 (f32) and ~1e-300 (f64).

@@ -19,7 +19,14 @@ from crossentropy import _kernels
 
 pytestmark = pytest.mark.skipif(not _kernels.available(), reason="the compiled kernels are not built")
 
-mp.mp.dps = 400  # the naive formulas, with digits to spare for losses down to 1e-320
+@pytest.fixture(autouse=True)
+def _mp_digits():
+    """400 digits for every test here (the naive formulas, with digits to spare for losses down to 1e-320); set per test, because the other
+    exactness modules want other precisions and pytest imports them all first."""
+    with mp.workdps(400):
+        yield
+
+
 DTYPES = (np.float32, np.float64)
 ULPS = 4
 
