@@ -9,6 +9,7 @@ call at all.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 
@@ -16,18 +17,18 @@ from .._errors import InvalidOptionError
 
 __all__ = ["Comm", "recording"]
 
-_LOG: list | None = None
+_STATE = threading.local()  # per thread: the list being recorded into, if any
 
 
 @contextlib.contextmanager
 def recording():
-    """Record ``(op, shape, dtype, bytes)`` of every collective made inside the block."""
-    global _LOG
-    prev, _LOG = _LOG, []
+    """Record ``(op, shape, dtype, bytes)`` of every collective this thread makes inside the block."""
+    prev = getattr(_STATE, "log", None)
+    _STATE.log = log = []
     try:
-        yield _LOG
+        yield log
     finally:
-        _LOG = prev
+        _STATE.log = prev
 
 
 def _dist():
@@ -66,22 +67,23 @@ class Comm:
         return torch.device("cpu")
 
     def _log(self, op, t, factor=1):
-        if _LOG is not None:
-            _LOG.append((op, tuple(t.shape), str(t.dtype).replace("torch.", ""),
+        log = getattr(_STATE, "log", None)
+        if log is not None:
+            log.append((op, tuple(t.shape), str(t.dtype).replace("torch.", ""),
                          t.numel() * t.element_size() * factor))
 
     def max_(self, t):
         """All-reduce MAX in place."""
         if self.size > 1 and t.numel():
             self._log("all_reduce(MAX)", t)
-            _dist().all_reduce(t, op=_dist().ReduceOp.MAX, group=self.group)
+            self._all_reduce(t, "max")
         return t
 
     def sum_(self, t):
         """All-reduce SUM in place."""
         if self.size > 1 and t.numel():
             self._log("all_reduce(SUM)", t)
-            _dist().all_reduce(t, op=_dist().ReduceOp.SUM, group=self.group)
+            self._all_reduce(t, "sum")
         return t
 
     def gather(self, t):
@@ -89,6 +91,14 @@ class Comm:
         if self.size == 1:
             return t[None]
         self._log("all_gather", t)
+        return self._all_gather(t.contiguous())
+
+    # the transport (the tests replace it with threads)
+    def _all_reduce(self, t, op):
+        dist = _dist()
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM, group=self.group)
+
+    def _all_gather(self, t):
         out = [torch.empty_like(t) for _ in range(self.size)]
-        _dist().all_gather(out, t.contiguous(), group=self.group)
+        _dist().all_gather(out, t, group=self.group)
         return torch.stack(out)

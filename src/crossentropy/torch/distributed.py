@@ -143,13 +143,16 @@ def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tenso
     1.7513e-26
     >>> dist.destroy_process_group()
     """
-    fname = "vocab_parallel_cross_entropy"
-    _plain_call(fname, weight, sample_weight, names=("weight", "sample_weight"))
-    comm = Comm.of(group, fname)
-    p = plan_logits(comm, logits_shard, target, weight=weight, sample_weight=sample_weight,
-                    options=dict(reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                                 z_loss=z_loss, softcap=softcap, num_items_in_batch=num_items_in_batch,
-                                 memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate))
+    return _logits_loss(Comm.of(group, "vocab_parallel_cross_entropy"), logits_shard, target, weight=weight,
+                        sample_weight=sample_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                        reduction=reduction, z_loss=z_loss, softcap=softcap, num_items_in_batch=num_items_in_batch,
+                        memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate)
+
+
+def _logits_loss(comm, logits_shard, target, *, weight, sample_weight, **options):
+    """:func:`vocab_parallel_cross_entropy` over ``comm`` (the tests pass one made of threads)."""
+    _plain_call("vocab_parallel_cross_entropy", weight, sample_weight, names=("weight", "sample_weight"))
+    p = plan_logits(comm, logits_shard, target, weight=weight, sample_weight=sample_weight, options=options)
     return LogitsCE.apply(logits_shard, p)
 
 
@@ -211,14 +214,21 @@ def vocab_parallel_linear_cross_entropy(hidden: torch.Tensor, weight_shard: torc
     (True, True, True)
     >>> dist.destroy_process_group()
     """
-    fname = "vocab_parallel_linear_cross_entropy"
-    _plain_call(fname, class_weight, sample_weight, names=("class_weight", "sample_weight"))
-    comm = Comm.of(group, fname)
+    return _linear_loss(Comm.of(group, "vocab_parallel_linear_cross_entropy"), hidden, weight_shard, target,
+                        bias_shard=bias_shard, class_weight=class_weight, sample_weight=sample_weight,
+                        reduce_hidden_grad=reduce_hidden_grad, ignore_index=ignore_index,
+                        label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, softcap=softcap,
+                        num_items_in_batch=num_items_in_batch, memory_budget=memory_budget, vocab_sizes=vocab_sizes,
+                        validate=validate)
+
+
+def _linear_loss(comm, hidden, weight_shard, target, *, bias_shard, class_weight, sample_weight, reduce_hidden_grad,
+                 **options):
+    """:func:`vocab_parallel_linear_cross_entropy` over ``comm``."""
+    _plain_call("vocab_parallel_linear_cross_entropy", class_weight, sample_weight,
+                names=("class_weight", "sample_weight"))
     p = plan_linear(comm, hidden, weight_shard, target, bias=bias_shard, class_weight=class_weight,
-                    sample_weight=sample_weight, reduce_hidden_grad=reduce_hidden_grad,
-                    options=dict(reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                                 z_loss=z_loss, softcap=softcap, num_items_in_batch=num_items_in_batch,
-                                 memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate))
+                    sample_weight=sample_weight, reduce_hidden_grad=reduce_hidden_grad, options=options)
     return LinearCE.apply(hidden, weight_shard, bias_shard, p)
 
 
