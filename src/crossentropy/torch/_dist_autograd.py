@@ -113,10 +113,14 @@ class LogitsCE(torch.autograd.Function):
             scale = _row_scale(p, ctx.scale, ctx.div, go)
             x2 = x.reshape(p.N, p.width)
             grad = torch.empty((p.N, p.width), dtype=x.dtype, device=x.device)
+            direct = grad.dtype == p.cdtype  # half precision computes in float32: one copy per chunk
             for i0, i1 in p.chunks():
                 xc, th = capped(x2[i0:i1].to(p.cdtype), p.softcap)
                 s = scale[i0:i1] if scale.ndim else scale
-                grad[i0:i1] = grad_rows(xc, th, st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], p.w_local, lay, s)
+                g = grad_rows(xc, th, st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], p.w_local, lay, s,
+                              out=grad[i0:i1] if direct else None)
+                if not direct:
+                    grad[i0:i1] = g
         return first_order_only(grad.reshape(x.shape), p.fname, (x,)), None
 
     @staticmethod

@@ -106,6 +106,11 @@ def _shift(m):
     return torch.where(finite, m, torch.zeros_like(m)), finite
 
 
+def _max_mask(xc, m, finite):
+    """``x_c = m`` on finite rows: compared with NaN elsewhere (never equal), so no second mask is needed."""
+    return xc == torch.where(finite, m, torch.full_like(m, math.nan))[:, None]
+
+
 def packet(xc, m, yl, hit, wl, lay: Layout):
     """This rank's ``(rows, k)`` sums (see :class:`Layout`), given the global row maxima ``m``."""
     rows = int(xc.shape[0])
@@ -115,24 +120,25 @@ def packet(xc, m, yl, hit, wl, lay: Layout):
     if lay.width == 0 or rows == 0:
         return out
     shift, finite = _shift(m)
-    is_max = (xc == m[:, None]) & finite[:, None]
-    xs = xc - shift[:, None]
-    e = torch.exp(xs)
-    # the maxima's e − 1 is exactly 0: D keeps only the small terms
-    out[:, lay.D] = torch.where(is_max, e - 1.0, e).sum(-1)
-    out[:, lay.NMAX] = is_max.sum(-1, dtype=xc.dtype)
+    is_max = _max_mask(xc, m, finite)
     xy = xc.gather(1, yl[:, None]).squeeze(1)
     out[:, lay.XY] = torch.where(hit, xy, torch.zeros_like(xy))
     if lay.weighted:
         wy = wl[yl]
         out[:, lay.WY] = torch.where(hit, wy, torch.zeros_like(wy))
+    e = xc - shift[:, None]
     if lay.eps:
         if lay.weighted:
             # 0·log 0 = 0: a class of weight 0 adds nothing even where its logit is −inf
-            out[:, lay.SWX] = torch.where(wl == 0, torch.zeros_like(xs), wl * xs).sum(-1)
-            out[:, lay.SWNM] = torch.where(is_max, torch.zeros_like(xs), wl.expand_as(xs)).sum(-1)
+            out[:, lay.SWX] = torch.where(wl == 0, torch.zeros_like(e), wl * e).sum(-1)
+            out[:, lay.SWNM] = (wl * ~is_max).sum(-1)
         else:
-            out[:, lay.SWX] = xs.sum(-1)
+            out[:, lay.SWX] = e.sum(-1)
+    e.exp_()
+    out[:, lay.NMAX] = is_max.sum(-1, dtype=xc.dtype)
+    # D = Σ (e_c − [c is a maximum]): at a maximum x_c − m = 0, so e_c = 1 exactly and e_c − 1 = 0 exactly;
+    # dropping those terms keeps only the small ones (no rounding against a 1)
+    out[:, lay.D] = e.masked_fill_(is_max, 0.0).sum(-1)
     return out
 
 
@@ -193,52 +199,91 @@ class RowStats:
         return r
 
 
-def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale):
-    """∂loss/∂logits for this rank's columns of some rows (``scale``: the per-row factor, or None).
+def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
+    """∂loss/∂logits for this rank's columns of some rows (``scale``: the per-row factor, a scalar, or None).
 
     The core's formulas (``categorical._ce_terms``, ``SoftmaxParts.dual_grad``)
-    with the global statistics: ``p = e/S``; at the row's unique maximum
-    ``1 − p = (S − 1 − (e − 1))/S`` exactly, so the target gradient
-    ``−(1 − p_y)`` of a confident row is not the cancelling ``p_y − 1``.
+    with the global statistics, in two sweeps over the columns: every column
+    gets ``(T + 2z·lse)·p_c − (ε/V)·w_c`` (``T = Σ_c a_c``, ``p = e/S``); then
+    the target's column and the row's unique maximum (at most two per row)
+    are overwritten with their exact forms, computed per row: at the unique
+    maximum ``1 − p = (S − 1)/S`` (``e = 1`` there exactly), so the target
+    gradient ``−(1 − p_y)`` of a confident row is not the cancelling
+    ``p_y − 1``, and with smoothing ``Σ_{c ≠ argmax} a_c`` is summed directly.
+    ``out`` (the rows' slice of the gradient, in the compute dtype) receives
+    the result without a copy.
     """
-    finite = st.finite[:, None]
-    is_max = (xc == st.m[:, None]) & finite
-    e = torch.exp(xc - st.shift[:, None])
-    s = st.s[:, None]
-    p = e / s
-    unique = is_max & (st.n == 1.0)[:, None]
-    one_minus_p = (st.s_m1[:, None] - (e - 1.0)) / s
-    cols = torch.arange(lay.width, device=xc.device)
-    is_y = (cols[None, :] == yl[:, None]) & hit[:, None]
-    valid = None if st.valid is None else st.valid.to(xc.dtype)[:, None]
-    if not lay.eps:
-        g = torch.where(is_y, torch.where(unique, -one_minus_p, p - 1.0), p)
-        if st.wy is not None:
-            g = g * st.wy[:, None]
-        if valid is not None:
-            g = g * valid
+    rows = int(xc.shape[0])
+    dt = xc.dtype
+    one = torch.ones((), dtype=dt, device=xc.device)
+    # per-row factor: ignored rows × 0 (0·NaN stays NaN, as the core's mask), the reduction's scale,
+    # NaN for a counted target outside [0, V) (validate=False): never a number
+    if scale is None:
+        vs = torch.ones(rows, dtype=dt, device=xc.device)
+    elif isinstance(scale, torch.Tensor):
+        vs = scale.to(dt).expand(rows) if scale.ndim == 0 else scale.to(dt)
     else:
-        eps, V = lay.eps, lay.V
-        wy = st.wy[:, None] if st.wy is not None else torch.ones_like(s)
-        W = st.wsum[:, None] if st.wsum is not None else torch.full_like(s, float(V))
-        swnm = st.swnm[:, None] if st.swnm is not None else (float(V) - st.n)[:, None]
-        c1 = (1.0 - eps) * wy
-        wcol = wl[None, :] if lay.weighted else torch.ones_like(xc[:1])
-        total = c1 + (eps / V) * W  # Σ_c a_c
-        a = (eps / V) * wcol + c1 * is_y.to(xc.dtype)
-        off = c1 * (~is_y).to(xc.dtype) + (eps / V) * swnm  # Σ_{c ≠ argmax} a_c, summed directly
-        if valid is not None:
-            total, a, off = total * valid, a * valid, off * valid
-        g = torch.where(unique, off - total * one_minus_p, total * p - a)
-    if lay.z:
-        zt = (2.0 * lay.z * st.lse)[:, None] * p
-        g = g + (zt if valid is None else zt * valid)
+        vs = torch.full((rows,), float(scale), dtype=dt, device=xc.device)
+    if st.valid is not None:
+        vs = vs * st.valid.to(dt)
+    vs = torch.where(st.bad, torch.full_like(vs, math.nan), vs)
+    eps, V = lay.eps, lay.V
+    wy = st.wy if st.wy is not None else one
+    c1 = (1.0 - eps) * wy
+    if eps:
+        W = st.wsum if st.wsum is not None else torch.full_like(st.s, float(V))
+        total = c1 + (eps / V) * W  # T = Σ_c a_c
+    else:
+        total = wy * one
+    zl = 2.0 * lay.z * st.lse if lay.z else None
+    coef = total if zl is None else total + zl
+    s = st.s
+    g = torch.sub(xc, st.shift[:, None], out=out).exp_()
+    g.mul_(((coef / s) * vs)[:, None])  # (T + 2z·lse)·p, scaled
+    if eps:
+        gamma = (eps / V) * vs  # a_c = (ε/V)·w_c off the target
+        if lay.weighted:
+            g.addr_(gamma, wl, alpha=-1.0)
+        else:
+            g.sub_(gamma[:, None])
+    chain = None
     if th is not None:
-        g = g * (1.0 - th * th)  # d/dx s·tanh(x/s)
-    if scale is not None:
-        g = g * (scale[:, None] if getattr(scale, "ndim", 0) else scale)
-    if bool(st.bad.any()):
-        g = torch.where(st.bad[:, None], torch.full_like(g, math.nan), g)
+        chain = 1.0 - th * th  # d/dx s·tanh(x/s)
+        g.mul_(chain)
+    if lay.width == 0 or rows == 0:
+        return g
+    # -- the exact columns, per row -----------------------------------------------------------
+    finite, m, n = st.finite, st.m, st.n
+    unique_row = finite & (n == 1.0)
+    xy = xc.gather(1, yl[:, None]).squeeze(1)
+    y_is_max = hit & unique_row & (xy == m)
+    ey = torch.exp(xy - st.shift)
+    py = ey / s
+    one_minus_pmax = st.s_m1 / s  # 1 − p at the unique maximum (its e is exactly 1)
+    zy = 0.0 if zl is None else zl * py
+    if not eps:
+        vy = torch.where(y_is_max, wy * -one_minus_pmax, wy * (py - 1.0)) + zy
+    else:
+        swnm = st.swnm if st.swnm is not None else float(V) - n
+        off_k = (eps / V) * swnm  # Σ_{c≠k} a_c when k = y; plus c1 when k ≠ y
+        wyc = (eps / V) * (wl[yl] if lay.weighted else one)
+        vy = torch.where(y_is_max, off_k - total * one_minus_pmax, total * py - wyc - c1) + zy
+    vy = vy * vs
+    if chain is not None:
+        vy = vy * chain.gather(1, yl[:, None]).squeeze(1)
+    g.scatter_(1, yl[:, None], torch.where(hit, vy, g.gather(1, yl[:, None]).squeeze(1))[:, None])
+    if eps:
+        # the row's unique maximum k ≠ y, when this rank holds it: Σ_{c≠k} a_c − T·(1 − p_k)
+        kl = torch.argmax(xc, dim=-1)
+        xk = xc.gather(1, kl[:, None]).squeeze(1)
+        k_here = unique_row & (xk == m) & ~y_is_max
+        vk = (c1 + off_k) - total * one_minus_pmax
+        if zl is not None:
+            vk = vk + zl / s
+        vk = vk * vs
+        if chain is not None:
+            vk = vk * chain.gather(1, kl[:, None]).squeeze(1)
+        g.scatter_(1, kl[:, None], torch.where(k_here, vk, g.gather(1, kl[:, None]).squeeze(1))[:, None])
     return g
 
 
