@@ -179,7 +179,8 @@ class LinearCE(torch.autograd.Function):
             if eager:
                 st = RowStats(mc, Pc, p.y[i0:i1], None if p.valid is None else p.valid[i0:i1], lay)
                 sw = None if p.sw is None else p.sw[i0:i1]
-                g = grad_rows(xc, th, st, yl[i0:i1], hit[i0:i1], p.w_local, lay, sw)
+                # written over the chunk's logits (our own buffer): no second rows × V_r buffer
+                g = grad_rows(xc, th, st, yl[i0:i1], hit[i0:i1], p.w_local, lay, sw, out=xc)
                 del xc, th
                 grads.add(g, h2, W, i0, i1)
                 del g
@@ -213,7 +214,7 @@ class LinearCE(torch.autograd.Function):
                 for i0, i1 in p.chunks():
                     xc, th = _logits_chunk(h2, W, b, i0, i1, p)
                     g = grad_rows(xc, th, ctx.st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], p.w_local, p.layout,
-                                  scale[i0:i1] if scale.ndim else scale)
+                                  scale[i0:i1] if scale.ndim else scale, out=xc)
                     del xc, th
                     grads.add(g, h2, W, i0, i1)
                     del g

@@ -213,8 +213,10 @@ def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
     ``out`` (the rows' slice of the gradient, in the compute dtype) receives
     the result without a copy.
     """
-    rows = int(xc.shape[0])
+    rows, width = (int(d) for d in xc.shape)
     dt = xc.dtype
+    if width == 0 or rows == 0:
+        return xc.new_zeros((rows, width)) if out is None else out
     one = torch.ones((), dtype=dt, device=xc.device)
     # per-row factor: ignored rows × 0 (0·NaN stays NaN, as the core's mask), the reduction's scale,
     # NaN for a counted target outside [0, V) (validate=False): never a number
@@ -236,29 +238,18 @@ def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
     else:
         total = wy * one
     zl = 2.0 * lay.z * st.lse if lay.z else None
-    coef = total if zl is None else total + zl
     s = st.s
-    g = torch.sub(xc, st.shift[:, None], out=out).exp_()
-    g.mul_(((coef / s) * vs)[:, None])  # (T + 2z·lse)·p, scaled
-    if eps:
-        gamma = (eps / V) * vs  # a_c = (ε/V)·w_c off the target
-        if lay.weighted:
-            g.addr_(gamma, wl, alpha=-1.0)
-        else:
-            g.sub_(gamma[:, None])
-    chain = None
-    if th is not None:
-        chain = 1.0 - th * th  # d/dx s·tanh(x/s)
-        g.mul_(chain)
-    if lay.width == 0 or rows == 0:
-        return g
-    # -- the exact columns, per row -----------------------------------------------------------
+
+    def chain_at(idx):  # d/dx s·tanh(x/s) at one column per row
+        t = th.gather(1, idx[:, None]).squeeze(1)
+        return 1.0 - t * t
+
+    # -- the exact columns, per row (read before the sweep: ``out`` may be ``xc`` itself) ---------
     finite, m, n = st.finite, st.m, st.n
     unique_row = finite & (n == 1.0)
     xy = xc.gather(1, yl[:, None]).squeeze(1)
     y_is_max = hit & unique_row & (xy == m)
-    ey = torch.exp(xy - st.shift)
-    py = ey / s
+    py = torch.exp(xy - st.shift) / s
     one_minus_pmax = st.s_m1 / s  # 1 − p at the unique maximum (its e is exactly 1)
     zy = 0.0 if zl is None else zl * py
     if not eps:
@@ -268,21 +259,32 @@ def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
         off_k = (eps / V) * swnm  # Σ_{c≠k} a_c when k = y; plus c1 when k ≠ y
         wyc = (eps / V) * (wl[yl] if lay.weighted else one)
         vy = torch.where(y_is_max, off_k - total * one_minus_pmax, total * py - wyc - c1) + zy
-    vy = vy * vs
-    if chain is not None:
-        vy = vy * chain.gather(1, yl[:, None]).squeeze(1)
-    g.scatter_(1, yl[:, None], torch.where(hit, vy, g.gather(1, yl[:, None]).squeeze(1))[:, None])
-    if eps:
         # the row's unique maximum k ≠ y, when this rank holds it: Σ_{c≠k} a_c − T·(1 − p_k)
         kl = torch.argmax(xc, dim=-1)
-        xk = xc.gather(1, kl[:, None]).squeeze(1)
-        k_here = unique_row & (xk == m) & ~y_is_max
+        k_here = unique_row & (xc.gather(1, kl[:, None]).squeeze(1) == m) & ~y_is_max
         vk = (c1 + off_k) - total * one_minus_pmax
         if zl is not None:
             vk = vk + zl / s
         vk = vk * vs
-        if chain is not None:
-            vk = vk * chain.gather(1, kl[:, None]).squeeze(1)
+        if th is not None:
+            vk = vk * chain_at(kl)
+    vy = vy * vs
+    if th is not None:
+        vy = vy * chain_at(yl)
+    # -- the sweep: (T + 2z·lse)·p_c − (ε/V)·w_c, scaled, on every column -------------------------
+    coef = total if zl is None else total + zl
+    g = torch.sub(xc, st.shift[:, None], out=out).exp_()
+    g.mul_(((coef / s) * vs)[:, None])
+    if eps:
+        gamma = (eps / V) * vs  # a_c = (ε/V)·w_c off the target
+        if lay.weighted:
+            g.addr_(gamma, wl, alpha=-1.0)
+        else:
+            g.sub_(gamma[:, None])
+    if th is not None:
+        g.mul_(th.mul_(th).neg_().add_(1.0))  # 1 − tanh², in th's buffer
+    g.scatter_(1, yl[:, None], torch.where(hit, vy, g.gather(1, yl[:, None]).squeeze(1))[:, None])
+    if eps:
         g.scatter_(1, kl[:, None], torch.where(k_here, vk, g.gather(1, kl[:, None]).squeeze(1))[:, None])
     return g
 
