@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from .._errors import InvalidOptionError
-from ._dist_math import RowStats, capped, grad_rows, local_max, packet, reduce_rows, target_columns
+from ._dist_math import RowStats, Scratch, capped, grad_rows, local_max, packet, reduce_rows, target_columns
 
 __all__ = ["LogitsCE", "LinearCE", "first_order_only"]
 
@@ -94,9 +94,11 @@ class LogitsCE(torch.autograd.Function):
         comm.max_(m)  # collective 1: N numbers
         yl, hit = target_columns(p.y, p.valid, lay)
         P = torch.empty((p.N, lay.k), dtype=p.cdtype, device=x.device)
+        scratch = Scratch()
         for i0, i1 in chunks:
             xc = capped(x2[i0:i1].to(p.cdtype), p.softcap)[0]
-            P[i0:i1] = packet(xc, m[i0:i1], yl[i0:i1], hit[i0:i1], p.w_local, lay)
+            P[i0:i1] = packet(xc, m[i0:i1], yl[i0:i1], hit[i0:i1], p.w_local, lay, scratch)
+        del scratch
         comm.sum_(P)  # collective 2: N × k numbers
         st = RowStats(m, P, p.y, p.valid, lay)
         value, scale, div = reduce_rows(st.loss, reduction=p.reduction, sw=p.sw, valid=p.valid, wy=st.wy,
@@ -171,10 +173,11 @@ class LinearCE(torch.autograd.Function):
         yl, hit = target_columns(p.y, p.valid, lay)
         m = torch.empty(p.N, dtype=p.cdtype, device=h.device)
         P = torch.empty((p.N, lay.k), dtype=p.cdtype, device=h.device)
+        scratch = Scratch()
         for i0, i1 in p.chunks():
             xc, th = _logits_chunk(h2, W, b, i0, i1, p)
             mc = comm.max_(local_max(xc))  # collective: rows numbers
-            Pc = comm.sum_(packet(xc, mc, yl[i0:i1], hit[i0:i1], p.w_local, lay))  # collective: rows × k
+            Pc = comm.sum_(packet(xc, mc, yl[i0:i1], hit[i0:i1], p.w_local, lay, scratch))  # collective: rows × k
             m[i0:i1], P[i0:i1] = mc, Pc
             if eager:
                 st = RowStats(mc, Pc, p.y[i0:i1], None if p.valid is None else p.valid[i0:i1], lay)
@@ -184,6 +187,7 @@ class LinearCE(torch.autograd.Function):
                 del xc, th
                 grads.add(g, h2, W, i0, i1)
                 del g
+        del scratch
         st = RowStats(m, P, p.y, p.valid, lay)
         value, scale, div = reduce_rows(st.loss, reduction=p.reduction, sw=p.sw, valid=p.valid, wy=st.wy,
                                         num_items=p.num_items)

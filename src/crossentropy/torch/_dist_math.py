@@ -33,7 +33,7 @@ import torch
 
 from .._backend import namespace
 
-__all__ = ["Layout", "capped", "local_max", "target_columns", "packet", "RowStats", "grad_rows", "reduce_rows"]
+__all__ = ["Layout", "Scratch", "capped", "local_max", "target_columns", "packet", "RowStats", "grad_rows", "reduce_rows"]
 
 
 class Layout:
@@ -106,12 +106,35 @@ def _shift(m):
     return torch.where(finite, m, torch.zeros_like(m)), finite
 
 
-def _max_mask(xc, m, finite):
+def _max_mask(xc, m, finite, out=None):
     """``x_c = m`` on finite rows: compared with NaN elsewhere (never equal), so no second mask is needed."""
-    return xc == torch.where(finite, m, torch.full_like(m, math.nan))[:, None]
+    return torch.eq(xc, torch.where(finite, m, torch.full_like(m, math.nan))[:, None], out=out)
 
 
-def packet(xc, m, yl, hit, wl, lay: Layout):
+class Scratch:
+    """Chunk-sized work buffers reused from one chunk to the next (fresh memory costs page faults each time)."""
+
+    __slots__ = ("f", "b")
+
+    def __init__(self):
+        self.f = self.b = None
+
+    def _get(self, name, like, dtype):
+        buf = getattr(self, name)
+        rows, width = like.shape
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != width or buf.dtype != dtype:
+            buf = torch.empty((rows, width), dtype=dtype, device=like.device)
+            setattr(self, name, buf)
+        return buf[:rows]
+
+    def floats(self, like):
+        return self._get("f", like, like.dtype)
+
+    def bools(self, like):
+        return self._get("b", like, torch.bool)
+
+
+def packet(xc, m, yl, hit, wl, lay: Layout, scratch: Scratch | None = None):
     """This rank's ``(rows, k)`` sums (see :class:`Layout`), given the global row maxima ``m``."""
     rows = int(xc.shape[0])
     out = torch.zeros((rows, lay.k), dtype=xc.dtype, device=xc.device)
@@ -119,14 +142,15 @@ def packet(xc, m, yl, hit, wl, lay: Layout):
         out[:, lay.W] = wl.sum()
     if lay.width == 0 or rows == 0:
         return out
+    scratch = Scratch() if scratch is None else scratch
     shift, finite = _shift(m)
-    is_max = _max_mask(xc, m, finite)
+    is_max = _max_mask(xc, m, finite, out=scratch.bools(xc))
     xy = xc.gather(1, yl[:, None]).squeeze(1)
     out[:, lay.XY] = torch.where(hit, xy, torch.zeros_like(xy))
     if lay.weighted:
         wy = wl[yl]
         out[:, lay.WY] = torch.where(hit, wy, torch.zeros_like(wy))
-    e = xc - shift[:, None]
+    e = torch.sub(xc, shift[:, None], out=scratch.floats(xc))
     if lay.eps:
         if lay.weighted:
             # 0·log 0 = 0: a class of weight 0 adds nothing even where its logit is −inf
@@ -135,7 +159,7 @@ def packet(xc, m, yl, hit, wl, lay: Layout):
         else:
             out[:, lay.SWX] = e.sum(-1)
     e.exp_()
-    out[:, lay.NMAX] = is_max.sum(-1, dtype=xc.dtype)
+    out[:, lay.NMAX] = torch.count_nonzero(is_max, dim=-1).to(xc.dtype)  # exact below 2^24 (float32) columns
     # D = Σ (e_c − [c is a maximum]): at a maximum x_c − m = 0, so e_c = 1 exactly and e_c − 1 = 0 exactly;
     # dropping those terms keeps only the small ones (no rounding against a 1)
     out[:, lay.D] = e.masked_fill_(is_max, 0.0).sum(-1)
