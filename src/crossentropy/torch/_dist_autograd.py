@@ -94,16 +94,17 @@ class LogitsCE(torch.autograd.Function):
         comm.max_(m)  # collective 1: N numbers
         yl, hit = target_columns(p.y, p.valid, lay)
         P = torch.empty((p.N, lay.k), dtype=p.cdtype, device=x.device)
+        kl = torch.empty(p.N, dtype=torch.long, device=x.device)  # each row's first maximum here (for the backward)
         scratch = Scratch()
         for i0, i1 in chunks:
             xc = capped(x2[i0:i1].to(p.cdtype), p.softcap)[0]
-            P[i0:i1] = packet(xc, m[i0:i1], yl[i0:i1], hit[i0:i1], p.w_local, lay, scratch)
+            P[i0:i1], kl[i0:i1] = packet(xc, m[i0:i1], yl[i0:i1], hit[i0:i1], p.w_local, lay, scratch)
         del scratch
         comm.sum_(P)  # collective 2: N × k numbers
         st = RowStats(m, P, p.y, p.valid, lay)
         value, scale, div = reduce_rows(st.loss, reduction=p.reduction, sw=p.sw, valid=p.valid, wy=st.wy,
                                         num_items=p.num_items)
-        ctx.p, ctx.st, ctx.scale, ctx.div, ctx.yl, ctx.hit = p, st, scale, div, yl, hit
+        ctx.p, ctx.st, ctx.scale, ctx.div, ctx.yl, ctx.hit, ctx.kl = p, st, scale, div, yl, hit, kl
         ctx.save_for_backward(x)
         return _finish_value(p, value)
 
@@ -119,8 +120,8 @@ class LogitsCE(torch.autograd.Function):
             for i0, i1 in p.chunks():
                 xc, th = capped(x2[i0:i1].to(p.cdtype), p.softcap)
                 s = scale[i0:i1] if scale.ndim else scale
-                g = grad_rows(xc, th, st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], p.w_local, lay, s,
-                              out=grad[i0:i1] if direct else None)
+                g = grad_rows(xc, th, st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], ctx.kl[i0:i1], p.w_local, lay,
+                              s, out=grad[i0:i1] if direct else None)
                 if not direct:
                     grad[i0:i1] = g
         return first_order_only(grad.reshape(x.shape), p.fname, (x,)), None
@@ -173,17 +174,19 @@ class LinearCE(torch.autograd.Function):
         yl, hit = target_columns(p.y, p.valid, lay)
         m = torch.empty(p.N, dtype=p.cdtype, device=h.device)
         P = torch.empty((p.N, lay.k), dtype=p.cdtype, device=h.device)
+        kl = torch.empty(p.N, dtype=torch.long, device=h.device)
         scratch = Scratch()
         for i0, i1 in p.chunks():
             xc, th = _logits_chunk(h2, W, b, i0, i1, p)
             mc = comm.max_(local_max(xc))  # collective: rows numbers
-            Pc = comm.sum_(packet(xc, mc, yl[i0:i1], hit[i0:i1], p.w_local, lay, scratch))  # collective: rows × k
-            m[i0:i1], P[i0:i1] = mc, Pc
+            Pc, kc = packet(xc, mc, yl[i0:i1], hit[i0:i1], p.w_local, lay, scratch)
+            comm.sum_(Pc)  # collective: rows × k numbers
+            m[i0:i1], P[i0:i1], kl[i0:i1] = mc, Pc, kc
             if eager:
                 st = RowStats(mc, Pc, p.y[i0:i1], None if p.valid is None else p.valid[i0:i1], lay)
                 sw = None if p.sw is None else p.sw[i0:i1]
                 # written over the chunk's logits (our own buffer): no second rows × V_r buffer
-                g = grad_rows(xc, th, st, yl[i0:i1], hit[i0:i1], p.w_local, lay, sw, out=xc)
+                g = grad_rows(xc, th, st, yl[i0:i1], hit[i0:i1], kc, p.w_local, lay, sw, out=xc)
                 del xc, th
                 grads.add(g, h2, W, i0, i1)
                 del g
@@ -192,7 +195,7 @@ class LinearCE(torch.autograd.Function):
         value, scale, div = reduce_rows(st.loss, reduction=p.reduction, sw=p.sw, valid=p.valid, wy=st.wy,
                                         num_items=p.num_items)
         ctx.p, ctx.need, ctx.eager, ctx.grads = p, need, eager, grads
-        ctx.st, ctx.scale, ctx.div, ctx.yl, ctx.hit = st, scale, div, yl, hit
+        ctx.st, ctx.scale, ctx.div, ctx.yl, ctx.hit, ctx.kl = st, scale, div, yl, hit, kl
         ctx.save_for_backward(h, W, b)  # references, not copies (the eager path keeps them as anchors)
         return _finish_value(p, value)
 
@@ -217,8 +220,8 @@ class LinearCE(torch.autograd.Function):
                 grads = _Grads(h2, W, *need, p.cdtype)
                 for i0, i1 in p.chunks():
                     xc, th = _logits_chunk(h2, W, b, i0, i1, p)
-                    g = grad_rows(xc, th, ctx.st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], p.w_local, p.layout,
-                                  scale[i0:i1] if scale.ndim else scale, out=xc)
+                    g = grad_rows(xc, th, ctx.st.rows(i0, i1), ctx.yl[i0:i1], ctx.hit[i0:i1], ctx.kl[i0:i1],
+                                  p.w_local, p.layout, scale[i0:i1] if scale.ndim else scale, out=xc)
                     del xc, th
                     grads.add(g, h2, W, i0, i1)
                     del g

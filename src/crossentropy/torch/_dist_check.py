@@ -415,5 +415,5 @@ def plan_linear(comm, hidden, weight, target, *, bias, class_weight, sample_weig
         _class_weight(p, class_weight, "class_weight", hidden)
         _sample_weight(p, sample_weight, hidden)
 
-    extra = {"dim": lambda: p.D, "hash": bias is not None, "hidden": lambda: _checksum(hidden.reshape(-1, p.D))}
+    extra = {"dim": lambda: p.D, "hash": bias is not None, "hidden": lambda: _checksum(hidden.reshape(p.N, p.D))}
     return _finish(p, local, extra, "class_weight", device)

@@ -16,10 +16,13 @@ reductions split over the ranks, in two rounds:
 
 Because ``m`` is known before any exponential is taken, every ``e^{x_c − m}``
 is the single-process value (no rescaling of partial sums, no extra
-rounding): only the order of the row sums differs from one process.  The
-maxima contribute ``e − 1 = 0`` exactly to ``D = Σ (e_c − [x_c = m])``, so
-``log S = log1p(D + (n − 1))`` and a confident correct prediction keeps its
-loss ``log1p(D)`` to the last bit, as in one process.
+rounding): only the order of the row sums differs from one process.  Each
+rank that holds the maximum leaves its first maximum's term (exactly 1) out
+of its sum ``D_r``; with ``h`` such ranks, ``S = D + h`` and
+``log S = log1p(D + (h − 1))``, so a confident correct prediction keeps its
+loss ``log1p(D)`` to the last bit, as in one process (``SoftmaxParts`` leaves
+out every maximum instead; tied maxima are exact 1s inside ``D`` here, which
+changes no value: ``S − 1`` is the same number).
 
 The module is plain torch on plain tensors, so the tests can run the
 arithmetic of several ranks in one process.
@@ -39,23 +42,24 @@ __all__ = ["Layout", "Scratch", "capped", "local_max", "target_columns", "packet
 class Layout:
     """The options that shape the packet, and the packet's columns.
 
-    ``D`` Σ_c (e_c − [c is a maximum]); ``NMAX`` the number of maxima;
-    ``XY`` the target's (capped) logit, 0 on the ranks that do not hold it;
-    ``WY`` the target's class weight, likewise (class weights only);
-    ``SWX`` Σ_c w_c (x_c − shift), terms with w_c = 0 left out (smoothing);
-    ``SWNM`` Σ_c w_c over the classes that are not maxima, and ``W`` Σ_c w_c
-    (smoothing with class weights: the gradient at the argmax sums the other
-    classes' coefficients directly, as ``SoftmaxParts.dual_grad`` does).
+    With ``k`` the rank's first column equal to the global maximum ``m`` (when
+    it holds one): ``D`` Σ_{c≠k} e^{x_c−m}; ``HOLD`` 1 if the rank holds a
+    maximum, else 0; ``XY`` the target's (capped) logit, 0 on the ranks that
+    do not hold it; ``WY`` the target's class weight, likewise (class weights
+    only); ``SWX`` Σ_c w_c (x_c − shift), terms with w_c = 0 left out
+    (smoothing); ``SWNM`` Σ_{c≠k} w_c and ``W`` Σ_c w_c (smoothing with class
+    weights: the gradient at the argmax sums the other classes' coefficients
+    directly, as ``SoftmaxParts.dual_grad`` does).
     """
 
     __slots__ = ("V", "offset", "width", "eps", "z", "softcap", "weighted", "ignore_index", "k",
-                 "D", "NMAX", "XY", "WY", "SWX", "SWNM", "W")
+                 "D", "HOLD", "XY", "WY", "SWX", "SWNM", "W")
 
     def __init__(self, *, V, offset, width, eps, z, softcap, weighted, ignore_index):
         self.V, self.offset, self.width = int(V), int(offset), int(width)
         self.eps, self.z, self.softcap = float(eps), float(z), softcap
         self.weighted, self.ignore_index = bool(weighted), ignore_index
-        cols = ["D", "NMAX", "XY"]
+        cols = ["D", "HOLD", "XY"]
         if self.weighted:
             cols.append("WY")
         if self.eps:
@@ -134,17 +138,29 @@ class Scratch:
         return self._get("b", like, torch.bool)
 
 
+def _excl_sums(wl):
+    """``(Σ_{c<k} w_c, Σ_{c>k} w_c)`` for every column ``k``, each a direct sum (no ``W − w_k`` cancellation)."""
+    zero = wl.new_zeros(1)
+    before = torch.cat([zero, torch.cumsum(wl, 0)[:-1]])
+    after = torch.cat([torch.cumsum(wl.flip(0), 0).flip(0)[1:], zero])
+    return before, after
+
+
 def packet(xc, m, yl, hit, wl, lay: Layout, scratch: Scratch | None = None):
-    """This rank's ``(rows, k)`` sums (see :class:`Layout`), given the global row maxima ``m``."""
+    """This rank's ``(rows, k)`` sums (see :class:`Layout`) given the global row maxima ``m``, and per row
+    its first column equal to ``m`` (0 where it holds none)."""
     rows = int(xc.shape[0])
     out = torch.zeros((rows, lay.k), dtype=xc.dtype, device=xc.device)
     if lay.weighted and lay.eps:
         out[:, lay.W] = wl.sum()
     if lay.width == 0 or rows == 0:
-        return out
+        return out, torch.zeros(rows, dtype=torch.long, device=xc.device)
     scratch = Scratch() if scratch is None else scratch
     shift, finite = _shift(m)
     is_max = _max_mask(xc, m, finite, out=scratch.bools(xc))
+    holds = is_max.any(-1)
+    kl = is_max.view(torch.uint8).argmax(-1)  # the first maximum (argmax returns the first of ties)
+    del is_max
     xy = xc.gather(1, yl[:, None]).squeeze(1)
     out[:, lay.XY] = torch.where(hit, xy, torch.zeros_like(xy))
     if lay.weighted:
@@ -155,15 +171,17 @@ def packet(xc, m, yl, hit, wl, lay: Layout, scratch: Scratch | None = None):
         if lay.weighted:
             # 0·log 0 = 0: a class of weight 0 adds nothing even where its logit is −inf
             out[:, lay.SWX] = torch.where(wl == 0, torch.zeros_like(e), wl * e).sum(-1)
-            out[:, lay.SWNM] = (wl * ~is_max).sum(-1)
+            before, after = _excl_sums(wl)
+            out[:, lay.SWNM] = torch.where(holds, before[kl] + after[kl], wl.sum())
         else:
             out[:, lay.SWX] = e.sum(-1)
     e.exp_()
-    out[:, lay.NMAX] = torch.count_nonzero(is_max, dim=-1).to(xc.dtype)  # exact below 2^24 (float32) columns
-    # D = Σ (e_c − [c is a maximum]): at a maximum x_c − m = 0, so e_c = 1 exactly and e_c − 1 = 0 exactly;
-    # dropping those terms keeps only the small ones (no rounding against a 1)
-    out[:, lay.D] = e.masked_fill_(is_max, 0.0).sum(-1)
-    return out
+    out[:, lay.HOLD] = holds.to(xc.dtype)
+    # D leaves out the first maximum's term, which is e^0 = 1 exactly: only the small terms (and the exact 1s of
+    # tied maxima) are summed, with no rounding against that 1
+    e.scatter_(1, kl[:, None], torch.where(holds, torch.zeros_like(xy), e.gather(1, kl[:, None]).squeeze(1))[:, None])
+    out[:, lay.D] = e.sum(-1)
+    return out, kl
 
 
 class RowStats:
@@ -174,15 +192,15 @@ class RowStats:
     which only ``validate=False`` lets through).
     """
 
-    __slots__ = ("m", "shift", "finite", "n", "s", "s_m1", "lse", "wy", "wsum", "swnm", "valid", "bad", "loss")
+    __slots__ = ("m", "shift", "finite", "h", "s", "s_m1", "lse", "wy", "wsum", "swnm", "valid", "bad", "loss")
 
     def __init__(self, m, P, y, valid, lay: Layout):
         self.m = m
         self.shift, self.finite = _shift(m)
-        n, d = P[:, lay.NMAX], P[:, lay.D]
-        self.n = n
-        self.s = n + d
-        self.s_m1 = d + (n - 1.0)  # S − 1: n − 1 is an exact small integer, d keeps the small terms
+        h, d = P[:, lay.HOLD], P[:, lay.D]
+        self.h = h  # ranks holding a maximum (0 on a row whose maximum is not finite)
+        self.s = d + h
+        self.s_m1 = d + (h - 1.0)  # S − 1: h − 1 is an exact small integer, d keeps the small terms
         log_s = torch.where(self.finite, torch.log1p(self.s_m1), torch.log(d))
         self.lse = self.shift + log_s
         self.valid = valid
@@ -223,19 +241,21 @@ class RowStats:
         return r
 
 
-def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
+def grad_rows(xc, th, st: RowStats, yl, hit, kl, wl, lay: Layout, scale, out=None):
     """∂loss/∂logits for this rank's columns of some rows (``scale``: the per-row factor, a scalar, or None).
 
     The core's formulas (``categorical._ce_terms``, ``SoftmaxParts.dual_grad``)
     with the global statistics, in two sweeps over the columns: every column
     gets ``(T + 2z·lse)·p_c − (ε/V)·w_c`` (``T = Σ_c a_c``, ``p = e/S``); then
-    the target's column and the row's unique maximum (at most two per row)
-    are overwritten with their exact forms, computed per row: at the unique
-    maximum ``1 − p = (S − 1)/S`` (``e = 1`` there exactly), so the target
-    gradient ``−(1 − p_y)`` of a confident row is not the cancelling
-    ``p_y − 1``, and with smoothing ``Σ_{c ≠ argmax} a_c`` is summed directly.
+    at most two columns per row are overwritten with their exact forms,
+    computed per row: the target's and, with smoothing, the first maximum
+    ``k`` (``kl``, from :func:`packet`) when one rank alone holds maxima.  At a
+    maximum ``e = 1`` exactly, so ``1 − p = (S − 1)/S``: the target gradient
+    ``−(1 − p_y)`` of a confident row is not the cancelling ``p_y − 1``, and
+    with smoothing ``Σ_{c≠k} a_c`` is summed directly.  Elsewhere ``p ≤ 1/2``
+    (or the row has no single maximum), where the plain form is exact enough.
     ``out`` (the rows' slice of the gradient, in the compute dtype) receives
-    the result without a copy.
+    the result without a copy; it may be ``xc`` itself.
     """
     rows, width = (int(d) for d in xc.shape)
     dt = xc.dtype
@@ -269,24 +289,24 @@ def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
         return 1.0 - t * t
 
     # -- the exact columns, per row (read before the sweep: ``out`` may be ``xc`` itself) ---------
-    finite, m, n = st.finite, st.m, st.n
-    unique_row = finite & (n == 1.0)
+    finite, m = st.finite, st.m
     xy = xc.gather(1, yl[:, None]).squeeze(1)
-    y_is_max = hit & unique_row & (xy == m)
+    y_max = hit & finite & (xy == m)  # the target is a maximum
     py = torch.exp(xy - st.shift) / s
-    one_minus_pmax = st.s_m1 / s  # 1 − p at the unique maximum (its e is exactly 1)
+    one_minus_pmax = st.s_m1 / s  # 1 − p at a maximum (its e is exactly 1)
     zy = 0.0 if zl is None else zl * py
     if not eps:
-        vy = torch.where(y_is_max, wy * -one_minus_pmax, wy * (py - 1.0)) + zy
+        vy = torch.where(y_max, wy * -one_minus_pmax, wy * (py - 1.0)) + zy
     else:
-        swnm = st.swnm if st.swnm is not None else float(V) - n
-        off_k = (eps / V) * swnm  # Σ_{c≠k} a_c when k = y; plus c1 when k ≠ y
+        # the first maximum k, when this rank alone holds the row's maxima: Σ_{c≠k} a_c − T·(1 − p_k)
+        k_here = finite & (st.h == 1.0) & (xc.gather(1, kl[:, None]).squeeze(1) == m)
+        y_is_k = hit & k_here & (yl == kl)
+        swnm = st.swnm if st.swnm is not None else float(V) - st.h  # Σ_{c≠k} w_c
+        off = (eps / V) * swnm  # Σ_{c≠k} a_c when k = y; plus c1 when k ≠ y
         wyc = (eps / V) * (wl[yl] if lay.weighted else one)
-        vy = torch.where(y_is_max, off_k - total * one_minus_pmax, total * py - wyc - c1) + zy
-        # the row's unique maximum k ≠ y, when this rank holds it: Σ_{c≠k} a_c − T·(1 − p_k)
-        kl = torch.argmax(xc, dim=-1)
-        k_here = unique_row & (xc.gather(1, kl[:, None]).squeeze(1) == m) & ~y_is_max
-        vk = (c1 + off_k) - total * one_minus_pmax
+        vy = torch.where(y_is_k, off - total * one_minus_pmax, total * py - wyc - c1) + zy
+        k_fix = k_here & ~y_is_k
+        vk = (c1 + off) - total * one_minus_pmax
         if zl is not None:
             vk = vk + zl / s
         vk = vk * vs
@@ -309,7 +329,7 @@ def grad_rows(xc, th, st: RowStats, yl, hit, wl, lay: Layout, scale, out=None):
         g.mul_(th.mul_(th).neg_().add_(1.0))  # 1 − tanh², in th's buffer
     g.scatter_(1, yl[:, None], torch.where(hit, vy, g.gather(1, yl[:, None]).squeeze(1))[:, None])
     if eps:
-        g.scatter_(1, kl[:, None], torch.where(k_here, vk, g.gather(1, kl[:, None]).squeeze(1))[:, None])
+        g.scatter_(1, kl[:, None], torch.where(k_fix, vk, g.gather(1, kl[:, None]).squeeze(1))[:, None])
     return g
 
 
