@@ -27,6 +27,8 @@ logits (each rank has its ``N × V_r`` logits shard):
 fused (each rank has hidden ``N × D`` and its ``V_r × D`` rows of the LM head):
   ``ours``      ``vocab_parallel_linear_cross_entropy`` forward + backward
                 (∂hidden all-reduced, ∂weight_shard), ``memory_budget`` 16 MiB
+                (``--fused-budget``): smaller chunks hold less memory and
+                accumulate ∂weight_shard more often (one ``V_r × D`` update per chunk)
   ``unfused``   ``logits = hidden @ W_rᵀ`` (materialised), then
                 ``vocab_parallel_cross_entropy`` and autograd's matmul
                 backward, ∂hidden all-reduced likewise
@@ -61,7 +63,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FULL = dict(N=2048, V=32768, D=1024, rounds=5)
 QUICK = dict(N=256, V=4096, D=128, rounds=5)
-FUSED_BUDGET = 16 << 20  # bytes of logits per chunk in the fused loss: several chunks at every split
+FUSED_BUDGET_MIB = 16  # bytes of logits per chunk in the fused loss (MiB): several chunks at every split
 FIELDS = ["variant", "ranks", "threads_per_rank", "N", "V", "V_r", "D", "ours_ms", "peer", "peer_ms", "floor_ms",
           "peer_over_ours", "ours_over_floor", "ours_peak_mib", "peer_peak_mib", "peer_over_ours_memory"]
 
@@ -70,18 +72,11 @@ FIELDS = ["variant", "ranks", "threads_per_rank", "N", "V", "V_r", "D", "ours_ms
 # worker (one rank)
 # ------------------------------------------------------------------------------------------------
 
-def _rss_kib():
+def _status_kib(field):
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in KiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    return 0
-
-
-def _hwm_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
+            if line.startswith(field):
                 return int(line.split()[1])
     return 0
 
@@ -93,12 +88,12 @@ def peak_mib(fn):
             f.write("5")
     except OSError:
         return float("nan")
-    base = _rss_kib()
+    base = _status_kib("VmRSS")
     fn()
-    return max(0, _hwm_kib() - base) / 1024
+    return max(0, _status_kib("VmHWM") - base) / 1024
 
 
-def _worker(rank, world, store, out, N, V, D, rounds):
+def _worker(rank, world, store, out, N, V, D, rounds, budget_mib):
     import torch
     import torch.distributed as dist
 
@@ -139,7 +134,7 @@ def _worker(rank, world, store, out, N, V, D, rounds):
 
     def fused_ours():
         h, W = H.detach().requires_grad_(), Wr.detach().requires_grad_()
-        vocab_parallel_linear_cross_entropy(h, W, y, memory_budget=FUSED_BUDGET).backward()
+        vocab_parallel_linear_cross_entropy(h, W, y, memory_budget=budget_mib << 20).backward()
 
     def fused_unfused():
         h, W = H.detach().requires_grad_(), Wr.detach().requires_grad_()
@@ -181,14 +176,14 @@ def _worker(rank, world, store, out, N, V, D, rounds):
 # driver
 # ------------------------------------------------------------------------------------------------
 
-def _launch(world, shape, timeout=1800):
+def _launch(world, shape, budget_mib, timeout=1800):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p])
     with tempfile.TemporaryDirectory(prefix="ce-dist-bench-") as tmp:
         store = os.path.join(tmp, "store")
         outs = [os.path.join(tmp, f"{r}.json") for r in range(world)]
-        args = [str(shape[k]) for k in ("N", "V", "D", "rounds")]
+        args = [str(shape[k]) for k in ("N", "V", "D", "rounds")] + [str(budget_mib)]
         procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.distributed", "--worker", str(r), str(world),
                                    store, outs[r], *args], cwd=ROOT, env=env) for r in range(world)]
         for p in procs:
@@ -228,19 +223,22 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distributed.tmp")
-    ap.add_argument("--worker", nargs=8, help=argparse.SUPPRESS)
+    ap.add_argument("--fused-budget", type=int, default=FUSED_BUDGET_MIB, metavar="MIB",
+                    help=f"memory_budget of the fused loss in MiB (default {FUSED_BUDGET_MIB})")
+    ap.add_argument("--worker", nargs=9, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        r, w, store, out, N, V, D, rounds = a.worker
-        _worker(int(r), int(w), store, out, int(N), int(V), int(D), int(rounds))
+        r, w, store, out, N, V, D, rounds, budget = a.worker
+        _worker(int(r), int(w), store, out, int(N), int(V), int(D), int(rounds), int(budget))
         return 0
     shape = QUICK if a.quick else FULL
     rows = []
     for world in a.ranks:
-        rows += _rows(world, shape, _launch(world, shape))
+        rows += _rows(world, shape, _launch(world, shape, a.fused_budget))
     cores = os.cpu_count()
     print(f"vocabulary-parallel CE on this machine: {cores} cores, gloo over loopback, CPU float32, "
-          f"N = {shape['N']}, V = {shape['V']}, D = {shape['D']}; medians of {shape['rounds']} rounds "
+          f"N = {shape['N']}, V = {shape['V']}, D = {shape['D']}, fused memory_budget {a.fused_budget} MiB; "
+          f"medians of {shape['rounds']} rounds "
           "(slowest rank); peak = resident-set growth per rank")
     print(_table(rows))
     a.out.mkdir(parents=True, exist_ok=True)
@@ -248,7 +246,8 @@ def main(argv=None):
         wr = csv.DictWriter(f, fieldnames=FIELDS)
         wr.writeheader()
         wr.writerows(rows)
-    meta = {"cores": cores, "platform": platform.platform(), "python": sys.version.split()[0], "shape": shape}
+    meta = {"cores": cores, "platform": platform.platform(), "python": sys.version.split()[0], "shape": shape,
+            "fused_memory_budget_mib": a.fused_budget}
     (a.out / "distributed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {a.out / 'distributed.csv'} and distributed.json")
     return 0

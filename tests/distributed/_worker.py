@@ -104,6 +104,9 @@ def cases(world: int) -> list[Case]:
     for name in ("logits-plain", "logits-weight+smoothing", "logits-validate_false", "linear-4chunks",
                  "linear-none-4chunks", "linear-local_hidden_grad"):
         out.append(Case(f"collectives-{name}", "collectives", {}, {}))
+    if world == 1:  # torch.compile: a graph break around the loss, eager inside (compiling costs seconds per rank)
+        for kind in ("logits", "linear"):
+            out.append(Case(f"autodiff-{kind}-compile", "autodiff", {"cls": None}, dict(kind=kind, what="compile")))
     for name, cls in (("double_backward", "InvalidOptionError"), ("create_graph_first_order", None),
                       ("forward_mode", "InvalidOptionError"), ("torch_func", "InvalidOptionError"),
                       ("weight_requires_grad", "InvalidOptionError"),
@@ -600,6 +603,15 @@ def autodiff(R: Rank, c: Case):
             loss.backward()
             if not torch.allclose(x.grad, 2 * g1, rtol=1e-14, atol=0):
                 return {"raised": "MISMATCH", "msg": "a second backward (retain_graph=True) gave another gradient"}
+        elif what == "compile":
+            for backend in ("eager", "aot_eager"):
+                x1, x2 = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+                l1 = torch.compile(lambda z: call(z * 2.0, label_smoothing=0.1) * 3.0, backend=backend)(x1)
+                l1.backward()
+                l2 = call(x2 * 2.0, label_smoothing=0.1) * 3.0
+                l2.backward()
+                if not (torch.equal(l1, l2) and torch.allclose(x1.grad, x2.grad, rtol=1e-14, atol=0)):
+                    return {"raised": "MISMATCH", "msg": f"torch.compile(backend={backend!r}) changed the result"}
         elif what == "weight_requires_grad":
             w = torch.ones(R.w, dtype=torch.float64, requires_grad=True)
             call(x0, **({"class_weight": w} if linear else {"weight": w}))

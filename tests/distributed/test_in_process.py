@@ -138,9 +138,8 @@ def _raise_any(outs):
             raise o
 
 
-@settings(max_examples=150, deadline=None)
-@given(problems())
-def test_logits_loss_equals_one_process(pb):
+def _check_logits(pb):
+    """Every rank's loss and shard gradient against one process; the loss the same bits on every rank."""
     outs = _run_logits(pb)
     _raise_any(outs)
     rv, rg = _reference_logits(pb)
@@ -148,7 +147,13 @@ def test_logits_loss_equals_one_process(pb):
         o0, w = _offsets(pb["sizes"])[r], pb["sizes"][r]
         _same(loss, rv, 1e-12)
         _same(grad, rg[:, o0:o0 + w], 1e-12)
-        assert torch.equal(loss.view(torch.int64), outs[0][0].view(torch.int64))  # the same bits on every rank
+        assert torch.equal(loss.view(torch.int64), outs[0][0].view(torch.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems())
+def test_logits_loss_equals_one_process(pb):
+    _check_logits(pb)
 
 
 @settings(max_examples=100, deadline=None)
@@ -156,13 +161,7 @@ def test_logits_loss_equals_one_process(pb):
 def test_non_finite_logits_give_what_one_process_gives(pb):
     pb["reduction"] = "none"
     pb["opts"].pop("num_items_in_batch", None)
-    outs = _run_logits(pb)
-    _raise_any(outs)
-    rv, rg = _reference_logits(pb)
-    for r, (loss, grad) in enumerate(outs):
-        o0, w = _offsets(pb["sizes"])[r], pb["sizes"][r]
-        _same(loss, rv, 1e-12)
-        _same(grad, rg[:, o0:o0 + w], 1e-12)
+    _check_logits(pb)
 
 
 @settings(max_examples=80, deadline=None)

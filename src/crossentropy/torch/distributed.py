@@ -31,8 +31,8 @@ within 1e-12 relative in float64, for every option and process count
 Communication per call (``docs/distributed.md`` has the byte counts): a
 handshake all-gather of 11 int64 per rank (``validate=True``, the default;
 it makes every rank raise the same error instead of hanging), an all-reduce
-MAX of ``N`` numbers and an all-reduce SUM of ``N × k`` numbers (``k`` = 3
-to 6 with the options), for the fused loss per chunk of rows; no
+MAX of ``N`` numbers and an all-reduce SUM of ``N × k`` numbers (``k`` = 3,
+4 or 7 with the options), for the fused loss per chunk of rows; no
 collective in the logits loss's backward; one all-reduce of ``∂hidden``
 (``N × D``) in the fused loss's backward unless ``reduce_hidden_grad=False``.
 
@@ -143,10 +143,29 @@ def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tenso
     1.7513e-26
     >>> dist.destroy_process_group()
     """
-    return _logits_loss(Comm.of(group, "vocab_parallel_cross_entropy"), logits_shard, target, weight=weight,
-                        sample_weight=sample_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                        reduction=reduction, z_loss=z_loss, softcap=softcap, num_items_in_batch=num_items_in_batch,
-                        memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate)
+    return _call(_logits_loss, "vocab_parallel_cross_entropy", group, logits_shard, target, weight=weight,
+                 sample_weight=sample_weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                 reduction=reduction, z_loss=z_loss, softcap=softcap, num_items_in_batch=num_items_in_batch,
+                 memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate)
+
+
+_EAGER: dict = {}
+
+
+def _call(fn, fname, group, *args, **kwargs):
+    """``fn(comm, *args, **kwargs)``, run eagerly even inside ``torch.compile``.
+
+    The losses read values (validation) and make collectives: under Dynamo
+    they are one graph break, run as in eager mode.  The
+    ``torch.compiler.disable`` wrapper is made on first use (it imports
+    ``torch._dynamo``, which importing this module must not).
+    """
+    if torch.compiler.is_compiling():
+        eager = _EAGER.get("call")
+        if eager is None:
+            eager = _EAGER["call"] = torch.compiler.disable(_call, recursive=True)
+        return eager(fn, fname, group, *args, **kwargs)
+    return fn(Comm.of(group, fname), *args, **kwargs)
 
 
 def _logits_loss(comm, logits_shard, target, *, weight, sample_weight, **options):
@@ -214,12 +233,11 @@ def vocab_parallel_linear_cross_entropy(hidden: torch.Tensor, weight_shard: torc
     (True, True, True)
     >>> dist.destroy_process_group()
     """
-    return _linear_loss(Comm.of(group, "vocab_parallel_linear_cross_entropy"), hidden, weight_shard, target,
-                        bias_shard=bias_shard, class_weight=class_weight, sample_weight=sample_weight,
-                        reduce_hidden_grad=reduce_hidden_grad, ignore_index=ignore_index,
-                        label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss, softcap=softcap,
-                        num_items_in_batch=num_items_in_batch, memory_budget=memory_budget, vocab_sizes=vocab_sizes,
-                        validate=validate)
+    return _call(_linear_loss, "vocab_parallel_linear_cross_entropy", group, hidden, weight_shard, target,
+                 bias_shard=bias_shard, class_weight=class_weight, sample_weight=sample_weight,
+                 reduce_hidden_grad=reduce_hidden_grad, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                 reduction=reduction, z_loss=z_loss, softcap=softcap, num_items_in_batch=num_items_in_batch,
+                 memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate)
 
 
 def _linear_loss(comm, hidden, weight_shard, target, *, bias_shard, class_weight, sample_weight, reduce_hidden_grad,
