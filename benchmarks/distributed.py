@@ -104,7 +104,7 @@ def _worker(rank, world, store, out, N, V, D, rounds, budget_mib):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=600))
     sizes = [V // world + (1 if r < V % world else 0) for r in range(world)]
-    o, w = sum(sizes[:rank]), sizes[rank]
+    w = sizes[rank]
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, V, (N,), generator=g)
     X = torch.randn(N, w, generator=g) * 2  # this rank's logits shard
