@@ -40,7 +40,7 @@ import numpy as np
 
 from .bootstrap import ReplicateSums, percentile_interval
 from .exact import ExactSums
-from .roc import MemoryBudget, RocTable
+from .roc import MemoryBudget, RocTable, _packed_fit
 
 __all__ = ["ScoreSpec", "Batch", "RowMetrics", "RowError", "row_metrics", "ScoreAccumulator",
            "SlicedAccumulator", "LossStats", "Confusion", "Calibration", "TopK", "WorstK", "RocAuc",
@@ -697,6 +697,9 @@ class RocAuc:
     def update(self, r: RowMetrics, w) -> None:
         if self.binary:
             self.tables[0].update(r.auc_scores, r.labels == 1, w)
+        elif not self.weighted and _packed_fit(r.auc_scores):  # probabilities: checked once for every class
+            for k, t in enumerate(self.tables):
+                t.add_packed(r.auc_scores[k], r.labels == k)
         else:
             for k, t in enumerate(self.tables):
                 t.update(r.auc_scores[k], r.labels == k, w)
