@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from crossentropy.scoring import Batch, ExactSums, ScoreAccumulator, ScoreSpec
 from crossentropy.scoring.accumulators import Calibration
 from crossentropy.scoring.bootstrap import ReplicateSums, poisson_weights
+from crossentropy.scoring.exact import BIAS, sorted_run_sums
 from crossentropy.scoring.roc import MemoryBudget, RocTable
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -257,3 +258,45 @@ def test_packed_roc_table_converts_on_other_scores_and_merges_with_the_general_f
     g.merge(a)
     assert g.result() == whole.result()
     assert whole.result()["auc"] == pytest.approx(roc_auc_score(y, s), rel=1e-13)
+
+
+@pytest.mark.parametrize("budget, n_bins", [(None, 10), (1 << 16, 10), (None, 7), (1 << 16, 15)])
+def test_classwise_bins_from_the_roc_tables_equal_the_per_chunk_bins(budget, n_bins):
+    """Multi-class unweighted reports take the class-wise bins from the ROC tables' final pass: the same figures
+    as binning every chunk (which --no-auc does), with values on the edges, zeros, ones, tiny and repeated values."""
+    rng = np.random.default_rng(13)
+    n, k = 6000, 4
+    z = rng.normal(size=(n, k)) * 3
+    x = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    x[:200] = np.round(x[:200], 1)  # many values exactly on the edges (0.1, 0.2, ...)
+    x[200:260] = [0.30000000000000004, 0.0, 5e-324, 1.0 - 0.30000000000000004]
+    x[260:300] = [1.0, 0.0, 0.0, 0.0]
+    x[300:400, :2] = 1e-45
+    y = rng.integers(0, k, n)
+    outs = []
+    for auc in (True, False):
+        spec = ScoreSpec(n_classes=k, auc=auc, n_bins=n_bins)
+        b = MemoryBudget(budget) if budget else MemoryBudget()
+        acc = ScoreAccumulator(spec, b)
+        for part in np.array_split(np.arange(n), 13):
+            acc.update(Batch(x[part], y[part], rows=part))
+        assert acc._classwise_from_roc == auc
+        r = acc.finalize()
+        outs.append((r["calibration"], [c["ece"] for c in r["per_class"]]))
+        b.cleanup()
+    assert outs[0] == outs[1]
+    assert outs[0][0]["classwise_ece"] > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1e300, allow_subnormal=True), max_size=40),
+       st.integers(0, 9000), st.lists(st.integers(0, 10000), max_size=6), st.integers(0, 2 ** 32 - 1))
+def test_sorted_run_sums_are_exact(values, n_random, cuts, seed):
+    """Runs of sorted non-negative doubles (subnormals, zeros, long runs of one exponent) summed exactly."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(np.concatenate([np.array(values, dtype=np.float64), rng.random(n_random)]) + 0.0)
+    starts = np.sort(np.array([0] + [c % (x.size + 1) for c in cuts], dtype=np.int64))
+    got = sorted_run_sums(x.view(np.uint64), starts)
+    ends = np.append(starts[1:], x.size)
+    for g, (a, b) in enumerate(zip(starts, ends)):
+        assert Fraction(got[g], 2 ** BIAS) == sum((Fraction(v) for v in x[a:b].tolist()), Fraction(0))

@@ -66,9 +66,9 @@ import weakref
 
 import numpy as np
 
-from .exact import ExactSums, exact_ratio
+from .exact import ExactSums, exact_ratio, sorted_run_sums
 
-__all__ = ["RocTable", "MemoryBudget", "default_budget"]
+__all__ = ["RocTable", "MemoryBudget", "default_budget", "BinTally"]
 
 _DEFAULT_BYTES = 32 << 20
 _MAX_RUNS = 64  # in-memory runs per side before they are compacted into one
@@ -672,10 +672,23 @@ class RocTable:
             run = parts[0] if len(parts) == 1 else _sorted_packed(parts, compress=False)
             yield run.keys, run.counts
 
-    def result(self) -> dict:
-        """``{'auc', 'n_pos', 'n_neg', 'curve': {'fpr': [...], 'tpr': [...]}}``; AUC None if a class is empty."""
-        if self.packed:
-            return self._packed_result()
+    def result(self, bins=None) -> dict:
+        """``{'auc', 'n_pos', 'n_neg', 'curve': {'fpr': [...], 'tpr': [...]}}``; AUC None if a class is empty.
+
+        ``bins`` (inner bin edges in (0, 1), ascending; unweighted tables): the
+        same pass also counts the rows, the positives and the exact sum of the
+        scores per bin (a score on an edge belongs to the lower bin), as
+        ``'bins'``: a :class:`BinTally`.
+        """
+        tally = None if bins is None else BinTally(bins)
+        if tally is not None and self.weighted:
+            raise ValueError("bins are counted for unweighted tables only")
+        out = self._packed_result(tally) if self.packed else self._general_result(tally)
+        if tally is not None:
+            out["bins"] = tally
+        return out
+
+    def _general_result(self, tally) -> dict:
         wtd = self.weighted
         if wtd:
             P = math.fsum(r.total(True) for r in self.runs[0])
@@ -688,6 +701,9 @@ class RocTable:
         below = 0.0 if wtd else 0  # negatives below the current range
         below_p = 0.0 if wtd else 0  # positives below the current range
         for (kp, cp), (kn, cn) in self._pieces():
+            if tally is not None:
+                tally.add_values(kp, cp, positive=True)
+                tally.add_values(kn, cn, positive=False)
             # Negatives at or below each negative key, accumulated from the running
             # total one key at a time: one canonical order of additions.
             cum = np.cumsum(np.concatenate(([below], cn)))
@@ -716,7 +732,7 @@ class RocTable:
             auc = exact_ratio(num2, 2 * P * N) if P and N else None
         return {"auc": auc, "n_pos": P, "n_neg": N, "curve": curve.points()}
 
-    def _packed_result(self) -> dict:
+    def _packed_result(self, tally=None) -> dict:
         self._flush()
         rows = sum(r.total(False) for r in self.pruns)
         P = sum(r.pos for r in self.pruns)
@@ -726,9 +742,9 @@ class RocTable:
         below_n = below_p = 0  # negatives and positives below the current range
         for keys, counts in self._packed_pieces():
             if counts is None:
-                part, n_pos = _packed_range(keys, below_n, below_p, curve)
+                part, n_pos = _packed_range(keys, below_n, below_p, curve, tally)
             else:
-                part, n_pos = _packed_range_counts(keys, counts, below_n, below_p, curve)
+                part, n_pos = _packed_range_counts(keys, counts, below_n, below_p, curve, tally)
             num2 += part
             below_p += n_pos
             below_n += (keys.size if counts is None else int(counts.sum(dtype=np.int64))) - n_pos
@@ -736,7 +752,7 @@ class RocTable:
         return {"auc": auc, "n_pos": P, "n_neg": N, "curve": curve.points()}
 
 
-def _packed_range(keys, below_n: int, below_p: int, curve: "_Curve"):
+def _packed_range(keys, below_n: int, below_p: int, curve: "_Curve", tally=None):
     """``(Σ P_v (N_<v + N_≤v), positives)`` of one range of sorted packed keys, one row each.
 
     Only the positives' positions are needed: a positive at position ``i``
@@ -752,6 +768,8 @@ def _packed_range(keys, below_n: int, below_p: int, curve: "_Curve"):
         return below + 1 + i - pos_le, pos_le
 
     curve.add(keys.size, at, lambda i: np.searchsorted(keys, keys[i] | _U1, side="right") - 1)
+    if tally is not None:
+        tally.add_packed(keys, None, pidx)
     if p == 0:
         return 0, 0
     le_sum = p * below_n + int(pidx.sum(dtype=np.int64)) - p * (p - 1) // 2  # Σ N_≤v over the positives
@@ -765,11 +783,13 @@ def _packed_range(keys, below_n: int, below_p: int, curve: "_Curve"):
     return le_sum + lt_sum, p
 
 
-def _packed_range_counts(keys, counts, below_n: int, below_p: int, curve: "_Curve"):
+def _packed_range_counts(keys, counts, below_n: int, below_p: int, curve: "_Curve", tally=None):
     """:func:`_packed_range` for keys with row counts (repeated scores folded)."""
     c = counts.astype(np.int64)
     lab = (keys & _U1).view(np.int64)
     posw = c * lab
+    if tally is not None:
+        tally.add_packed(keys, c, posw)
     negw = c - posw
     neg_le = np.cumsum(negw)
     neg_le += below_n
@@ -790,6 +810,55 @@ def _packed_range_counts(keys, counts, below_n: int, below_p: int, curve: "_Curv
     else:
         part = sum(int(a) * int(b) for a, b in zip(posw.tolist(), both.tolist()) if a)
     return part, n_pos
+
+
+class BinTally:
+    """Per bin of scores: rows, positives and the exact sum of the scores (for class-wise calibration).
+
+    ``edges``: the inner bin edges, ascending, in (0, 1); a score equal to an
+    edge belongs to the lower bin (``searchsorted(edges, v, 'left')``, as
+    scikit-learn's ``calibration_curve``); scores outside [0, 1] fall in the
+    first or last bin.
+    """
+
+    def __init__(self, edges):
+        self.edges = np.asarray(edges, dtype=np.float64)
+        nb = self.edges.size + 1
+        self.count = np.zeros(nb, dtype=np.int64)
+        self.pos = np.zeros(nb, dtype=np.int64)
+        self.sums = ExactSums(nb)
+        # A packed key is in a bin above edge e when its score's bits exceed e's: keys ≥ (bits(e) + 1) << 1.
+        self._edge_keys = (self.edges.view(np.uint64) + _U1) << _U1
+
+    def add_packed(self, keys, counts, positives) -> None:
+        """Sorted packed keys; ``positives``: their indices (``counts`` None) or the positive rows per key."""
+        starts = np.concatenate(([0], np.searchsorted(keys, self._edge_keys, side="left")))
+        ends = np.append(starts[1:], keys.size)
+        if counts is None:
+            self.sums._add_exact(sorted_run_sums(keys >> _U1, starts))
+        else:
+            self.sums.add_runs((keys >> _U1).view(np.float64), starts, counts)
+        if counts is None:
+            self.count += ends - starts
+            self.pos += np.searchsorted(positives, ends) - np.searchsorted(positives, starts)
+        else:
+            cc = np.concatenate(([0], np.cumsum(counts)))
+            pc = np.concatenate(([0], np.cumsum(positives)))
+            self.count += cc[ends] - cc[starts]
+            self.pos += pc[ends] - pc[starts]
+
+    def add_values(self, values, counts, positive: bool) -> None:
+        """Distinct sorted scores (float64) with their row counts, all positive or all negative."""
+        if values.size == 0:
+            return
+        starts = np.concatenate(([0], np.searchsorted(values, self.edges, side="right")))
+        ends = np.append(starts[1:], values.size)
+        c = np.asarray(counts, dtype=np.int64)
+        self.sums.add_runs(values, starts, c)
+        cc = np.concatenate(([0], np.cumsum(c)))
+        self.count += cc[ends] - cc[starts]
+        if positive:
+            self.pos += cc[ends] - cc[starts]
 
 
 class _Curve:
