@@ -40,7 +40,7 @@ import numpy as np
 
 from .bootstrap import ReplicateSums, percentile_interval
 from .exact import ExactSums
-from .roc import MemoryBudget, RocTable
+from .roc import MemoryBudget, RocTable, _packed_fit
 
 __all__ = ["ScoreSpec", "Batch", "RowMetrics", "RowError", "row_metrics", "ScoreAccumulator",
            "SlicedAccumulator", "LossStats", "Confusion", "Calibration", "TopK", "WorstK", "RocAuc",
@@ -538,6 +538,13 @@ class Calibration:
             self.c_conf.add(P.ravel(), cb.ravel())
             self.c_hits += np.bincount(gy, minlength=self.k * self.nb)
 
+    def set_classwise(self, count, hits, conf: ExactSums) -> None:
+        """Replace the class-wise state (unweighted) by one counted elsewhere: the ROC tables' final pass
+        over each class's sorted probabilities gives the same counts and exact sums."""
+        self.c_count = np.asarray(count, dtype=np.int64)
+        self.c_hits = np.asarray(hits, dtype=np.int64)
+        self.c_conf = conf
+
     def update_top(self, r: RowMetrics, w) -> None:
         b = self.bin(r.conf)
         self.count += np.bincount(b, minlength=self.nb)
@@ -697,6 +704,9 @@ class RocAuc:
     def update(self, r: RowMetrics, w) -> None:
         if self.binary:
             self.tables[0].update(r.auc_scores, r.labels == 1, w)
+        elif not self.weighted and _packed_fit(r.auc_scores):  # probabilities: checked once for every class
+            for k, t in enumerate(self.tables):
+                t.add_packed(r.auc_scores[k], r.labels == k)
         else:
             for k, t in enumerate(self.tables):
                 t.update(r.auc_scores[k], r.labels == k, w)
@@ -705,8 +715,20 @@ class RocAuc:
         for a, b in zip(self.tables, o.tables):
             a.merge(b)
 
-    def finalize(self) -> dict:
-        res = [t.result() for t in self.tables]
+    def finalize(self, bins=None, threads: bool = False) -> dict:
+        """The AUCs and curves; with ``bins`` (multi-class, unweighted), also ``'classwise'``: per (class,
+        bin) the rows, the rows of that class and the exact sum of its probabilities, as flat arrays.
+
+        ``threads``: the tables' final passes (one sort each) run two at a time.
+        """
+        def one(t):
+            return t.result(bins=bins)
+        if threads and len(self.tables) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="crossentropy-roc") as pool:
+                res = list(pool.map(one, self.tables))
+        else:
+            res = [one(t) for t in self.tables]
         if self.binary:
             return {"auc": res[0]["auc"], "curves": [res[0]["curve"]]}
         aucs = [r["auc"] for r in res]
@@ -715,8 +737,19 @@ class RocAuc:
         macro = math.fsum(aucs[i] for i in ok) / len(ok) if ok else None
         wsum = math.fsum(prev[i] for i in ok)
         weighted = math.fsum(aucs[i] * prev[i] for i in ok) / wsum if ok and wsum else None
-        return {"macro": macro, "weighted": weighted, "per_class": aucs,
-                "undefined": [i for i, a in enumerate(aucs) if a is None], "curves": [r["curve"] for r in res]}
+        out = {"macro": macro, "weighted": weighted, "per_class": aucs,
+               "undefined": [i for i, a in enumerate(aucs) if a is None], "curves": [r["curve"] for r in res]}
+        if bins is not None:
+            tallies = [r["bins"] for r in res]
+            sums = ExactSums.from_exact([v for t in tallies for v in t.sums._exact_all()])
+            for g, t in enumerate(tallies):  # a non-finite score (general tables only) decides its bin's sum
+                nb = t.count.size
+                sums._posinf[g * nb:(g + 1) * nb] = t.sums._posinf
+                sums._neginf[g * nb:(g + 1) * nb] = t.sums._neginf
+                sums._nan[g * nb:(g + 1) * nb] = t.sums._nan
+            out["classwise"] = (np.concatenate([t.count for t in tallies]), np.concatenate([t.pos for t in tallies]),
+                                sums)
+        return out
 
 
 class BootstrapStats:
@@ -770,6 +803,9 @@ class ScoreAccumulator:
         self.topk = TopK(spec)
         self.worst = WorstK(spec)
         self.roc = RocAuc(spec, budget) if spec.auc else None
+        # Multi-class, unweighted: the class-wise calibration bins come from the ROC tables' final
+        # pass (each class's probabilities, sorted: a bin is a slice), not from every chunk.
+        self._classwise_from_roc = self.roc is not None and not spec.binary and not spec.weighted
         self.boot = BootstrapStats(spec) if spec.bootstrap else None
 
     @property
@@ -794,7 +830,8 @@ class ScoreAccumulator:
         return state
 
     def _per_class(self, r: RowMetrics, w) -> None:
-        self.calibration.update_classwise(r, w)
+        if not self._classwise_from_roc:
+            self.calibration.update_classwise(r, w)
         if self.roc is not None:
             self.roc.update(r, w)
 
@@ -868,6 +905,12 @@ class ScoreAccumulator:
             ce[f"base{float(base):g}"] = mean / math.log(float(base))
         prior = conf["class_weights"] if spec.weighted else [c["count"] for c in conf["per_class"]]
         h_prior = entropy_of_frequencies(prior)
+        roc = None
+        if self.roc is not None:
+            roc = self.roc.finalize(bins=self.calibration.inner if self._classwise_from_roc else None,
+                                    threads=self.threads)
+            if self._classwise_from_roc:
+                self.calibration.set_classwise(*roc.pop("classwise"))
         cal = self.calibration.finalize(W)
         per_class = []
         for i, c in enumerate(conf["per_class"]):
@@ -911,7 +954,7 @@ class ScoreAccumulator:
             if spec.weighted:
                 out["confusion_matrix"]["weighted_matrix"] = conf["weighted_matrix"]
         if self.roc is not None:
-            out["roc_auc"] = self.roc.finalize()
+            out["roc_auc"] = roc
         if spec.binary:
             if spec.weighted:
                 out["base_rate"] = conf["class_weights"][1] / W if W else math.nan

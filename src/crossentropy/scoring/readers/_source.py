@@ -179,12 +179,15 @@ class ByteSource:
 
     # -- reading ------------------------------------------------------------------------
 
+    def _damaged(self, e) -> CorruptStream:
+        what = f"the {self.compression} data" if self.compression else "the file"
+        return CorruptStream(f"{what} is truncated or damaged ({type(e).__name__}: {e})")
+
     def _read_stream(self, n: int) -> bytes:
         try:
             return self._stream.read(n)
         except self._corrupt as e:
-            what = f"the {self.compression} data" if self.compression else "the file"
-            raise CorruptStream(f"{what} is truncated or damaged ({type(e).__name__}: {e})") from None
+            raise self._damaged(e) from None
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` bytes from the current position, without consuming them."""
@@ -209,6 +212,35 @@ class ByteSource:
             out.append(b)
             got += len(b)
         return b"".join(out)
+
+    def readinto(self, b) -> int:
+        """Fill the writable buffer ``b`` from the current position; fewer bytes only at the end.
+
+        Large reads go straight into ``b`` (no intermediate ``bytes``).
+        """
+        mv = memoryview(b).cast("B")
+        size = len(mv)
+        got = 0
+        if self._buf:
+            got = min(len(self._buf), size)
+            mv[:got] = self._buf[:got]
+            self._buf = self._buf[got:]
+        into = getattr(self._stream, "readinto", None)
+        while got < size and not self._eof:
+            try:
+                if into is not None:
+                    r = into(mv[got:])
+                else:
+                    data = self._stream.read(size - got)
+                    r = len(data)
+                    mv[got:got + r] = data
+            except self._corrupt as e:
+                raise self._damaged(e) from None
+            if not r:
+                self._eof = True
+                break
+            got += r
+        return got
 
     def progress(self):
         """``(bytes read, total bytes)`` of the underlying file; total ``None`` for streams."""
