@@ -43,7 +43,6 @@ one-vs-rest tables of a multi-class task rank each class's probability.
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import shutil
 import tempfile
@@ -154,7 +153,7 @@ class _Run:
         return self.keys[::max(self.n // 256, 1)]
 
     def total(self, weighted: bool):
-        """The run's rows (int) or weight (float, exact) in total."""
+        """The run's rows (int) or weight (an exact :class:`~.exact.ExactSums`) in total."""
         if self.path is not None:
             return self.weight if weighted else self.rows
         return _totals(self.keys, self.w, self.counts, weighted)
@@ -189,8 +188,17 @@ class _Run:
 def _totals(k, w, c, weighted):
     if not weighted:
         return int(k.shape[0]) if c is None else int(c.sum(dtype=np.int64))
-    ww = w if c is None else w * c
-    return math.fsum(ww.tolist())
+    # Kept exact (not rounded per run): the total is then the same bits however the rows were cut into runs.
+    total = ExactSums()
+    total.add(w if c is None else w * c)
+    return total
+
+
+def _exact_total(runs) -> float:
+    total = ExactSums()
+    for r in runs:
+        total.merge(r.total(True))
+    return total.value()
 
 
 class _RunReader:
@@ -416,8 +424,7 @@ class RocTable:
         """``{'auc', 'n_pos', 'n_neg', 'curve': {'fpr': [...], 'tpr': [...]}}``; AUC None if a class is empty."""
         wtd = self.weighted
         if wtd:
-            P = math.fsum(r.total(True) for r in self.runs[0])
-            N = math.fsum(r.total(True) for r in self.runs[1])
+            P, N = _exact_total(self.runs[0]), _exact_total(self.runs[1])
         else:
             P = sum(r.total(False) for r in self.runs[0])
             N = sum(r.total(False) for r in self.runs[1])
@@ -448,35 +455,41 @@ class RocTable:
 
 
 class _Curve:
-    """Down-sampled ROC points, collected while the merged table streams by (ascending scores)."""
+    """Down-sampled ROC points, collected while the merged table streams by (ascending scores).
+
+    Every distinct score is a threshold and the running totals are carried
+    from range to range (one sequential sum in score order), so the points
+    kept are the same bits wherever the key ranges were cut — which depends on
+    how the table was built (chunks, partitions, spills).
+    """
 
     def __init__(self, P, N):
         self.P, self.N = P, N
-        self.tp_above, self.fp_above = P, N  # every row is above the lowest threshold
+        self.pos_le = self.neg_le = 0  # positives / negatives at or below the last threshold so far
         self.pts = [(1.0, 1.0)] if P and N else []
         self.bucket = 0.0
 
     def add(self, kp, cp, kn, cn) -> None:
         if not (self.P and self.N) or (kp.size == 0 and kn.size == 0):
             return
-        # Thresholds: about _CURVE_POINTS keys of each class in this range (the plot needs no more).
-        sp = max(kp.size // _CURVE_POINTS, 1)
-        sn = max(kn.size // _CURVE_POINTS, 1)
-        t = np.unique(np.concatenate((kp[::sp], kp[-1:], kn[::sn], kn[-1:])))
-        cpos = np.concatenate(([0.0], np.cumsum(cp, dtype=np.float64)))
-        cneg = np.concatenate(([0.0], np.cumsum(cn, dtype=np.float64)))
-        # Raising the threshold past each value moves its rows to the negative side.
-        tp = self.tp_above - cpos[np.searchsorted(kp, t, side="right")]
-        fp = self.fp_above - cneg[np.searchsorted(kn, t, side="right")]
+        t = np.concatenate((kp, kn))
+        t.sort(kind="stable")  # two sorted runs: merged in linear time
+        if t.size > 1:
+            t = t[np.concatenate(([True], t[1:] != t[:-1]))]
+        cpos = np.cumsum(np.concatenate(([self.pos_le], cp)))
+        cneg = np.cumsum(np.concatenate(([self.neg_le], cn)))
+        # Raising the threshold past each value moves its rows to the negative side; a running
+        # weighted sum may round a hair past the exact total, and a rate is never below 0.
+        tp = np.maximum(self.P - cpos[np.searchsorted(kp, t, side="right")], 0)
+        fp = np.maximum(self.N - cneg[np.searchsorted(kn, t, side="right")], 0)
         fpr, tpr = fp / self.N, tp / self.P
         # The curve only moves left and down, so 2 - fpr - tpr grows along it: keep
         # the first point of every step of 1/_CURVE_POINTS of that length.
         bucket = np.floor((2.0 - fpr - tpr) * (_CURVE_POINTS / 2.0))
         keep = np.flatnonzero(np.diff(np.concatenate(([self.bucket], bucket))) > 0)
         self.pts.extend(zip(fpr[keep].tolist(), tpr[keep].tolist()))
-        if keep.size:
-            self.bucket = bucket[keep[-1]]
-        self.tp_above, self.fp_above = self.tp_above - cpos[-1], self.fp_above - cneg[-1]
+        self.bucket = bucket[-1]
+        self.pos_le, self.neg_le = cpos[-1], cneg[-1]
 
     def points(self) -> dict:
         pts = list(self.pts)
