@@ -61,7 +61,7 @@ from .layout import Decoder, LayoutOptions, detect_layout
 from .readers import HEAD_ROWS, STDIN, RawChunk, format_from_name, open_reader
 from .roc import MemoryBudget
 
-__all__ = ["run", "FRAME_FORMAT"]
+__all__ = ["run", "connect", "disconnect", "run_unit", "merge_nodes", "frame_reader", "FRAME_FORMAT"]
 
 FRAME_FORMAT = "dataframe"  # the `format` a Dask DataFrame's report shows
 _REPORT_OPTIONS = ("compat", "n_bins", "top_k", "worst", "auc", "replicates", "seed")
@@ -721,14 +721,10 @@ class _Executor:
     """Runs units on a Dask distributed client, or here (no client), and gathers what they return."""
 
     def __init__(self, client):
-        self.client, self.owned = _resolve_client(client)
+        self.client, self.owned = connect(client)
 
     def close(self):
-        if self.owned is not None:
-            cluster = getattr(self.client, "cluster", None)
-            self.client.close()
-            if cluster is not None:
-                cluster.close()
+        disconnect(self.owned)
 
     def compute(self, delayed):
         if self.client is None:
@@ -804,6 +800,8 @@ class _Executor:
         try:
             for fut in pending:
                 kind, i = which[fut.key]
+                if fut.cancelled():  # a unit after the first error
+                    continue
                 if kind == "roc":
                     if first_error is None:
                         blob = fut.result()
@@ -864,8 +862,13 @@ class _RocMerger:
         self.budget.cleanup()
 
 
-def _resolve_client(client):
-    """``(client or None, the client to close or None)``: a Client, an address, ``local:N``, ``sync`` or None."""
+def connect(client, option: str = "client"):
+    """``(client or None, the client to close or None)`` from a Client, an address, ``local:N``, ``sync`` or None.
+
+    ``None`` is the current default ``distributed`` client, else this process;
+    ``local:N`` starts a local cluster of N single-threaded worker processes
+    (closed by :func:`disconnect`).
+    """
     from .._errors import InvalidOptionError
 
     if client is None:
@@ -878,33 +881,51 @@ def _resolve_client(client):
         spec = client.strip()
         if spec == "sync":
             return None, None
+        local = spec.startswith("local:")
+        if local and not (spec[6:].isdigit() and int(spec[6:]) >= 1):
+            raise InvalidOptionError(f"{option}: 'local:N' needs N >= 1 worker processes; got {client!r}")
+        if not local and "://" not in spec:
+            raise InvalidOptionError(f"{option} must be local:N (N worker processes here), a scheduler address such "
+                                     f"as tcp://HOST:PORT, or sync; got {client!r}")
         try:
+            import warnings
+
             from distributed import Client, LocalCluster
         except ImportError:
-            raise InvalidOptionError("client: a Dask cluster needs dask.distributed: pip install "
+            raise InvalidOptionError(f"{option}: a Dask cluster needs dask.distributed: pip install "
                                      "'crossentropy[dask]'") from None
-        if spec.startswith("local:"):
-            n = spec[len("local:"):]
-            if not n.isdigit() or int(n) < 1:
-                raise InvalidOptionError(f"client: 'local:N' needs N >= 1 worker processes; got {client!r}")
+        if local:
             import logging
 
-            cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-            c = Client(cluster)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "port 8787 is in use": another cluster's dashboard
+                cluster = LocalCluster(n_workers=int(spec[6:]), threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.CRITICAL)
+            try:
+                c = Client(cluster)
+            except BaseException:
+                cluster.close()
+                raise
             return c, c
-        if "://" not in spec:
-            raise InvalidOptionError(f"client: expected 'local:N', a scheduler address such as 'tcp://HOST:PORT', "
-                                     f"or 'sync'; got {client!r}")
         try:
-            c = Client(spec, timeout="20s")
-        except (OSError, TimeoutError) as e:
-            raise InvalidOptionError(f"client: cannot reach the Dask scheduler at {spec}: {e}") from None
+            c = Client(spec)  # the connect timeout: distributed.comm.timeouts.connect
+        except (OSError, TimeoutError, ValueError) as e:
+            raise InvalidOptionError(f"{option}: cannot reach the Dask scheduler at {spec}: {e}") from None
         return c, c
     if hasattr(client, "submit") and hasattr(client, "compute"):
         return client, None
-    raise InvalidOptionError(f"client: expected a distributed.Client, a scheduler address, 'local:N' or 'sync'; got "
-                             f"{type(client).__name__}")
+    raise InvalidOptionError(f"{option}: expected a distributed.Client, a scheduler address, 'local:N' or 'sync'; "
+                             f"got {type(client).__name__}")
+
+
+def disconnect(owned) -> None:
+    """Close a client made by :func:`connect` (and its local cluster)."""
+    if owned is None:
+        return
+    cluster = getattr(owned, "cluster", None)
+    owned.close()
+    if cluster is not None:
+        cluster.close()
 
 
 # ---------------------------------------------------------------------------------------------
