@@ -796,7 +796,7 @@ class _Executor:
         first_error, rows = None, 0
         which = {f.key: ("meta", i) for i, f in enumerate(meta_f)}
         which.update({f.key: ("roc", i) for i, f in enumerate(roc_f)})
-        pending = as_completed(meta_f + roc_f)
+        pending = as_completed(meta_f + roc_f, loop=c.loop)
         try:
             for fut in pending:
                 kind, i = which[fut.key]
