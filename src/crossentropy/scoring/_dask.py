@@ -858,8 +858,34 @@ class _RocMerger:
             if a.spec.auc:
                 a.roc = self.tables.get((m, key)) or RocAuc(a.spec, self.budget)
 
+    def compute(self) -> None:
+        """Every table's final pass (its sort-merge, which releases the GIL), a thread per core, before finalize.
+
+        A table's pass reads its runs a key range at a time (memory within the
+        budget's share), so the threads stay within a few budgets together.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [(roc, i) for roc in self.tables.values() for i in range(len(roc.tables))]
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+            done = list(pool.map(lambda job: job[0].tables[job[1]].result(), todo))
+        for (roc, i), res in zip(todo, done):
+            roc.tables[i] = _Computed(res)
+
     def cleanup(self) -> None:
         self.budget.cleanup()
+
+
+class _Computed:
+    """A ROC table whose final pass is done: ``result()`` is what RocAuc.finalize asks of a table."""
+
+    def __init__(self, res):
+        self.res = res
+
+    def result(self) -> dict:
+        return self.res
 
 
 def connect(client, option: str = "client"):
@@ -1024,6 +1050,7 @@ def _finish(result, models, dss, specs, negatives, base, compare, by, ci, replic
             rocs.attach(m, accs[m])
         if node["rows"] == 0:
             raise PredictionFileError(dss[0].name, "no data rows")
+        rocs.compute()
         reports = [acc.finalize(ds.layout.class_names, base) for acc, ds in zip(accs, dss)]
     finally:
         rocs.cleanup()
