@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .accumulators import MAX_SLICES, RocAuc, RowError, ScoreAccumulator, SlicedAccumulator
-from .compare import _check_same_rows, _Stream, compare_datasets, comparison_report, open_models
+from .compare import compare_datasets, comparison_report, lockstep, open_models
 from .dataset import Predictions, finish_report, spec_for
 from .errors import PredictionFileError
 from .layout import Decoder, LayoutOptions, detect_layout
@@ -403,28 +403,16 @@ def _score_accs(acc) -> list:
 
 
 def _lockstep(unit, models, frames, accs, decoders, created, meta) -> None:
-    """The comparison's reader (compare.compare_datasets): every model's rows side by side, checked alike."""
+    """The comparison's reader (compare.lockstep): every model's rows side by side, checked alike."""
     dss = [_SegmentedModel(model, segs, frames, dec) for model, segs, dec in zip(models, unit.segments, decoders)]
     try:
-        streams = [_Stream(ds) for ds in dss]
-        while True:
-            streams[0].fill(1)
-            want = max(streams[0].rows, 1)
-            for s in streams:
-                s.fill(want)
-            m = min(s.rows for s in streams)
-            if m == 0:
-                if any(s.rows for s in streams):
-                    raise _Failure(models[0].name, "the models' row counts differ")
-                return
-            batches = [s.take(m) for s in streams]
-            _check_same_rows(dss, batches)
+        for batches in lockstep(dss):
             if models[0].sliced:
                 for b in batches[1:]:
                     b.by = batches[0].by
             for k, (model, acc, b) in enumerate(zip(models, accs, batches)):
                 _update(model, acc, b, created[k], unit.relative, dss[k].part_name)
-            meta["rows"] += m
+            meta["rows"] += len(batches[0])
     except PredictionFileError as e:
         raise _Failure(e.path, e.reason, line=e.line, row=e.row, column=e.column) from None
 

@@ -35,7 +35,7 @@ from .dataset import Predictions, finish_report, spec_for
 from .errors import PredictionFileError
 from .roc import MemoryBudget
 
-__all__ = ["compare_datasets", "paired_differences", "open_models", "comparison_report"]
+__all__ = ["compare_datasets", "paired_differences", "open_models", "comparison_report", "lockstep"]
 
 
 class _Stream:
@@ -116,26 +116,10 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
         specs = [spec_for(ds.layout, compat=compat, n_bins=n_bins, top_k=top_k, worst=worst, auc=auc, ci=ci,
                           replicates=replicates, seed=seed) for ds in dss]
         accs = [(SlicedAccumulator(s, budget) if by else ScoreAccumulator(s, budget, threads=True)) for s in specs]
-        streams = [_Stream(ds) for ds in dss]
         n = 0
         try:
-            while True:
-                streams[0].fill(1)
-                want = max(streams[0].rows, 1)
-                for s in streams:
-                    s.fill(want)
-                m = min(s.rows for s in streams)
-                if m == 0:
-                    ended = [s for s in streams if s.rows == 0 and s.done]
-                    longer = [s for s in streams if s.rows > 0]
-                    if longer:
-                        short, long_ = ended[0], longer[0]
-                        raise PredictionFileError(short.ds.name, f"has {n:,} rows but {long_.ds.name} has more: "
-                                                  "model comparison needs the same rows in the same order (to score "
-                                                  "parts of one dataset, pass their folder or a quoted glob)")
-                    break
-                batches = [s.take(m) for s in streams]
-                _check_same_rows(dss, batches)
+            for batches in lockstep(dss):
+                m = len(batches[0])
                 if by:
                     for b in batches[1:]:
                         b.by = batches[0].by
@@ -160,6 +144,35 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
     finally:
         for ds in dss:
             ds.close()
+
+
+def lockstep(dss):
+    """The models' rows side by side: lists of batches of the same rows, checked to be the same rows.
+
+    ``dss`` are datasets with ``batches()``, ``part_name()``, ``name`` and
+    ``layout`` (:class:`~.dataset.Predictions`).
+    """
+    streams = [_Stream(ds) for ds in dss]
+    n = 0
+    while True:
+        streams[0].fill(1)
+        want = max(streams[0].rows, 1)
+        for s in streams:
+            s.fill(want)
+        m = min(s.rows for s in streams)
+        if m == 0:
+            ended = [s for s in streams if s.rows == 0 and s.done]
+            longer = [s for s in streams if s.rows > 0]
+            if longer:
+                short, long_ = ended[0], longer[0]
+                raise PredictionFileError(short.ds.name, f"has {n:,} rows but {long_.ds.name} has more: "
+                                          "model comparison needs the same rows in the same order (to score "
+                                          "parts of one dataset, pass their folder or a quoted glob)")
+            return
+        batches = [s.take(m) for s in streams]
+        _check_same_rows(dss, batches)
+        yield batches
+        n += m
 
 
 def open_models(paths, by=None, **open_options) -> list:
