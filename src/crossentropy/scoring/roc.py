@@ -56,7 +56,6 @@ one-vs-rest tables of a multi-class task rank each class's probability.
 from __future__ import annotations
 
 import atexit
-import math
 import mmap
 import os
 import shutil
@@ -173,7 +172,7 @@ class _Run:
         return self.keys[::max(self.n // 256, 1)]
 
     def total(self, weighted: bool):
-        """The run's rows (int) or weight (float, exact) in total."""
+        """The run's rows (int) or weight (an exact :class:`~.exact.ExactSums`) in total."""
         if self.path is not None:
             return self.weight if weighted else self.rows
         return _totals(self.keys, self.w, self.counts, weighted)
@@ -208,8 +207,18 @@ class _Run:
 def _totals(k, w, c, weighted):
     if not weighted:
         return int(k.shape[0]) if c is None else int(c.sum(dtype=np.int64))
-    ww = w if c is None else w * c
-    return math.fsum(ww.tolist())
+    # Kept exact (not rounded per run): the total is then the same bits however the rows were cut into runs
+    # (chunks, partitions, spills).
+    total = ExactSums()
+    total.add(w if c is None else w * c)
+    return total
+
+
+def _exact_total(runs) -> float:
+    total = ExactSums()
+    for r in runs:
+        total.merge(r.total(True))
+    return total.value()
 
 
 class _RunReader:
@@ -691,8 +700,7 @@ class RocTable:
     def _general_result(self, tally) -> dict:
         wtd = self.weighted
         if wtd:
-            P = math.fsum(r.total(True) for r in self.runs[0])
-            N = math.fsum(r.total(True) for r in self.runs[1])
+            P, N = _exact_total(self.runs[0]), _exact_total(self.runs[1])
         else:
             P = sum(r.total(False) for r in self.runs[0])
             N = sum(r.total(False) for r in self.runs[1])
