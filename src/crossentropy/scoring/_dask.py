@@ -831,6 +831,7 @@ class _RocMerger:
         self.models = models
         self.budget = MemoryBudget(roc_memory)
         self.tables: dict = {}
+        self.bins: dict = {}  # id(RocAuc) -> the calibration bins its accumulator asks the final pass for
 
     def add(self, blob) -> None:
         if blob is None:
@@ -845,6 +846,8 @@ class _RocMerger:
         for key, a in _score_accs(acc):
             if a.spec.auc:
                 a.roc = self.tables.get((m, key)) or RocAuc(a.spec, self.budget)
+                # the bins the accumulator's finalize will ask for (class-wise calibration from the tables)
+                self.bins[id(a.roc)] = a.calibration.inner if a._classwise_from_roc else None
 
     def compute(self) -> None:
         """Every table's final pass (its sort-merge, which releases the GIL), a thread per core, before finalize.
@@ -854,13 +857,13 @@ class _RocMerger:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        todo = [(roc, i) for roc in self.tables.values() for i in range(len(roc.tables))]
+        todo = [(roc, i, self.bins.get(id(roc))) for roc in self.tables.values() for i in range(len(roc.tables))]
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
-            done = list(pool.map(lambda job: job[0].tables[job[1]].result(), todo))
-        for (roc, i), res in zip(todo, done):
-            roc.tables[i] = _Computed(res)
+            done = list(pool.map(lambda job: job[0].tables[job[1]].result(bins=job[2]), todo))
+        for (roc, i, b), res in zip(todo, done):
+            roc.tables[i] = _Computed(res, b)
 
     def cleanup(self) -> None:
         self.budget.cleanup()
@@ -869,10 +872,12 @@ class _RocMerger:
 class _Computed:
     """A ROC table whose final pass is done: ``result()`` is what RocAuc.finalize asks of a table."""
 
-    def __init__(self, res):
-        self.res = res
+    def __init__(self, res, bins):
+        self.res, self.bins = res, bins
 
-    def result(self) -> dict:
+    def result(self, bins=None) -> dict:
+        if bins is not self.bins:  # a programming error, never a user's: the pass ran with other bins
+            raise RuntimeError("the ROC table's final pass ran with other calibration bins")
         return self.res
 
 
