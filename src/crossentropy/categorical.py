@@ -209,7 +209,10 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, soft
     logp = sp.logp
     if r.kind == "index" and not r.eps:
         # The usual case: gather −log p_y (and its class weight) directly.
-        nll = -xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(r.idx, ax), ax), ax)
+        # log p_y = (x_y − shift) − log S from the gathered logit: the same bits as gathering log p,
+        # without a full N×C log p array (which XLA, for one, computes whole before the gather).
+        x_y = xp.take_along_axis(x, xp.expand_dims(r.idx, ax), ax)
+        nll = -xp.squeeze((x_y - sp.shift) - sp.log_s, ax)
         if r.w is not None:
             nll = nll * xp.take(r.w, r.idx)
         loss = _mask(r, nll)
