@@ -28,11 +28,14 @@ Options shared by the functions here:
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _fastpath
 from ._backend import log_of_base, namespace
 from ._errors import InvalidOptionError, ShapeMismatchError
 from ._grad import quiet, register
 from ._reduction import Terms, finish
+from ._typing import Array, ArrayLike
 from ._validation import (
     as_array,
     check_compat,
@@ -66,6 +69,20 @@ class _Prep:
     """Validated inputs of a categorical loss, in one record."""
 
     __slots__ = ("xp", "x", "axis", "C", "kind", "idx", "valid", "prob", "w", "wcol", "eps", "sw", "onehot")
+
+    xp: Any  # the array namespace
+    x: Array
+    axis: int
+    C: int
+    kind: str  # "index" or "prob"
+    idx: Array | None
+    valid: Array | None
+    prob: Array | None
+    w: Array | None
+    wcol: Array | None
+    eps: float
+    sw: Array | None
+    onehot: Array | None
 
     def dense_target(self):
         """The (smoothed) target distribution, input-shaped, ignored rows zero."""
