@@ -37,7 +37,8 @@ class _Entry:
 _IMPLS: dict[Callable[..., Any], _Entry] = {}
 
 
-def register(public: Callable[..., Any], impl: Callable[..., Any], names: Sequence[str], differentiable: Sequence[Key] = (0,)) -> None:
+def register(public: Callable[..., Any], impl: Callable[..., Any], names: Sequence[str],
+             differentiable: Sequence[Key] = (0,)) -> None:
     """``public(*arrays, **options)`` is computed by ``impl``; ``names`` are its array arguments."""
     _IMPLS[public] = _Entry(impl, names, differentiable)
 
