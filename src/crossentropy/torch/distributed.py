@@ -84,7 +84,8 @@ def _plain_call(fname: str, *tensors: torch.Tensor | None, names: Sequence[str] 
 
 
 def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tensor, /, *,
-                                 group: ProcessGroup | None = None, vocab_sizes: Sequence[int] | None = None, weight: torch.Tensor | None = None,
+                                 group: ProcessGroup | None = None, vocab_sizes: Sequence[int] | None = None,
+                                 weight: torch.Tensor | None = None,
                                  sample_weight: torch.Tensor | None = None, ignore_index: int | None = -100,
                                  label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
                                  softcap: float | None = None, num_items_in_batch: float | None = None,
