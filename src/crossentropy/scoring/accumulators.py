@@ -211,7 +211,8 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
                 loss = bce.binary_cross_entropy(x, t, reduction="none", compat=spec.compat)
                 pred = (x > 0.5).astype(np.int64)
             loss = np.asarray(loss, dtype=np.float64)
-            p_true = np.where(y == 1, p1, p0)
+            # (cast: with Any arguments numpy's stubs pick where's one-argument overload)
+            p_true = cast(np.ndarray, np.where(y == 1, p1, p0))
             probs_t = np.stack([p0, p1])
             conf, conf_hit = p1, y == 1
             d = p1 - t
