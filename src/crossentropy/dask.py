@@ -24,14 +24,22 @@ True
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
 __all__ = ["score"]
 
 
-def score(source, *, client=None, name=None, format=None, delimiter=None, chunk_rows=None, csv_engine="auto",
-          label=None, columns=None, logits=None, classes=None, positive=None, weight=None, by=None,
-          unnormalized="warn", sum_tolerance=1e-6, compat=None, base=None, n_bins=10, top_k=None, worst=5,
-          auc=True, ci=None, replicates=1000, seed=0, roc_memory=None, split_row_groups=True,
-          on_progress=None) -> dict:
+def score(source: str | os.PathLike[str] | Any | Sequence[str | os.PathLike[str] | Any], *, client: Any = None,
+          name: str | Sequence[str] | None = None, format: str | None = None, delimiter: str | None = None,
+          chunk_rows: int | None = None, csv_engine: str = "auto", label: str | None = None,
+          columns: Sequence[str] | None = None, logits: bool | None = None, classes: Sequence[str] | None = None,
+          positive: str | None = None, weight: str | None = None, by: str | None = None, unnormalized: str = "warn",
+          sum_tolerance: float = 1e-6, compat: str | None = None, base: float | None = None, n_bins: int = 10,
+          top_k: Sequence[int] | None = None, worst: int = 5, auc: bool = True, ci: float | None = None,
+          replicates: int = 1000, seed: int = 0, roc_memory: int | None = None, split_row_groups: bool = True,
+          on_progress: Callable[[int, int, int], object] | None = None) -> dict[str, Any]:
     """Score a prediction dataset on a Dask cluster: the CLI's report, bit for bit.
 
     ``source``

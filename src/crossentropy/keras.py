@@ -50,10 +50,13 @@ Importing this module imports ``keras`` (and so its backend); importing
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
 from ._errors import InvalidOptionError, ShapeMismatchError
+from ._typing import ArrayLike
 
 __all__ = [
     "BinaryCrossentropy",
@@ -71,33 +74,33 @@ _PACKAGE = "crossentropy"
 # helpers (keras.ops only)
 # ---------------------------------------------------------------------------------------------
 
-def _eps():
+def _eps() -> float:
     return keras.config.epsilon()
 
 
-def _is_tf():
+def _is_tf() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def _check_axis(axis):
+def _check_axis(axis: int) -> int:
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise InvalidOptionError(f"axis must be an int; got {axis!r} of type {type(axis).__name__}")
     return axis
 
 
-def _check_smoothing(label_smoothing):
+def _check_smoothing(label_smoothing: float) -> float:
     v = float(label_smoothing)
     if not 0.0 <= v <= 1.0:
         raise InvalidOptionError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
     return label_smoothing
 
 
-def _tensors(y_true, y_pred):
+def _tensors(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Any, Any]:
     # Loss.__call__ maps convert_to_tensor over nested lists; stack them back.
     return ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
 
 
-def _same_rank(y_true, y_pred):
+def _same_rank(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Any, Any]:
     """Keras's rule: ranks that differ by one with a trailing 1 are made equal."""
     y_true, y_pred = _tensors(y_true, y_pred)
     rt, rp = len(y_true.shape), len(y_pred.shape)
@@ -113,16 +116,16 @@ def _same_rank(y_true, y_pred):
     return y_true, y_pred
 
 
-def _dims(x):
+def _dims(x: Any) -> tuple[int | None, ...]:
     # Static shape; ``None`` for a dimension unknown until run time (symbolic tensors in ``fit``).
     return tuple(None if d is None else int(d) for d in x.shape)
 
 
-def _mismatch(a, b):
+def _mismatch(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
     return len(a) != len(b) or any(p is not None and q is not None and p != q for p, q in zip(a, b))
 
 
-def _require_same_shape(loss, y_true, y_pred):
+def _require_same_shape(loss: str, y_true: Any, y_pred: Any) -> None:
     """Keras's rule for the binary and categorical losses: after the rank adjustment, equal shapes."""
     t, p = _dims(y_true), _dims(y_pred)
     if _mismatch(t, p):
@@ -133,7 +136,8 @@ def _require_same_shape(loss, y_true, y_pred):
         raise ShapeMismatchError(f"{loss}: y_true and y_pred must be at least rank 1; got shape {p}")
 
 
-def _require_broadcastable(loss, y_true_shape, y_pred_shape):
+def _require_broadcastable(loss: str, y_true_shape: tuple[int | None, ...],
+                           y_pred_shape: tuple[int | None, ...]) -> None:
     """The focal/generalised categorical losses broadcast y_true against y_pred, as Keras does; a pair that
     does not broadcast gets our error instead of the backend's."""
     for p, q in zip(reversed(y_true_shape), reversed(y_pred_shape)):
@@ -143,7 +147,7 @@ def _require_broadcastable(loss, y_true_shape, y_pred_shape):
                 f"broadcast against y_pred of shape {y_pred_shape}")
 
 
-def _logits_of(y_pred, op_type):
+def _logits_of(y_pred: Any, op_type: str) -> Any:
     """The logits behind a Keras softmax/sigmoid output (TensorFlow backend only), else None."""
     if not _is_tf():
         return None
@@ -158,29 +162,29 @@ def _logits_of(y_pred, op_type):
     return None
 
 
-def _bce_from_logits(y, x):
+def _bce_from_logits(y: Any, x: Any) -> Any:
     # −[y log σ(x) + (1−y) log σ(−x)] = max(x, 0) − x·y + log(1 + e^{−|x|}): no overflow.
     return ops.maximum(x, 0.0) - x * y + ops.log1p(ops.exp(-ops.abs(x)))
 
 
-def _bce_from_probs(y, p):
+def _bce_from_probs(y: Any, p: Any) -> Any:
     eps = _eps()
     c = ops.clip(p, eps, 1.0 - eps)
     return -(y * ops.log(c) + (1.0 - y) * ops.log(1.0 - c))
 
 
-def _log_softmax(x, axis):
+def _log_softmax(x: Any, axis: int) -> Any:
     m = ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))
     s = x - m
     return s - ops.log(ops.sum(ops.exp(s), axis=axis, keepdims=True))
 
 
-def _renorm_clip(p, axis):
+def _renorm_clip(p: Any, axis: int) -> Any:
     eps = _eps()
     return ops.clip(p / ops.sum(p, axis=axis, keepdims=True), eps, 1.0 - eps)
 
 
-def _smooth_categorical(y, label_smoothing, dtype):
+def _smooth_categorical(y: Any, label_smoothing: float, dtype: Any) -> Any:
     if label_smoothing:
         # Keras counts the classes on the last axis, whatever ``axis`` is.
         c = ops.cast(ops.shape(y)[-1], dtype)
@@ -191,7 +195,7 @@ def _smooth_categorical(y, label_smoothing, dtype):
 class _Base(keras.losses.Loss):
     _config_keys: tuple = ()
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({k: getattr(self, k) for k in self._config_keys})
         return config
@@ -224,14 +228,15 @@ class BinaryCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="binary_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "binary_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Any:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("BinaryCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
@@ -264,8 +269,10 @@ class BinaryFocalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis", "apply_class_balancing", "alpha", "gamma")
 
-    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
-                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy", dtype=None):
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "binary_focal_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if float(gamma) < 0:
             raise InvalidOptionError(f"gamma must be >= 0; got {gamma!r}")
@@ -276,7 +283,7 @@ class BinaryFocalCrossentropy(_Base):
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Any:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("BinaryFocalCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
@@ -322,14 +329,15 @@ class CategoricalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "categorical_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Any:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("CategoricalCrossentropy", y_true, y_pred)
         y = _smooth_categorical(ops.cast(y_true, y_pred.dtype), self.label_smoothing, y_pred.dtype)
@@ -361,14 +369,15 @@ class SparseCategoricalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "ignore_class", "axis")
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1,
-                 name="sparse_categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 reduction: str | None = "sum_over_batch_size", axis: int = -1,
+                 name: str | None = "sparse_categorical_crossentropy", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Any:
         y_true, y_pred = _tensors(y_true, y_pred)
         nd = len(y_pred.shape)
         if nd < 1:
@@ -435,8 +444,9 @@ class CategoricalFocalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis", "alpha", "gamma")
 
-    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
+                 axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "categorical_focal_crossentropy", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if float(gamma) < 0:
             raise InvalidOptionError(f"gamma must be >= 0; got {gamma!r}")
@@ -446,7 +456,7 @@ class CategoricalFocalCrossentropy(_Base):
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Any:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_broadcastable("CategoricalFocalCrossentropy", _dims(y_true), _dims(y_pred))
         y = _smooth_categorical(ops.cast(y_true, y_pred.dtype), self.label_smoothing, y_pred.dtype)
@@ -477,14 +487,14 @@ class CategoricalGeneralizedCrossEntropy(_Base):
 
     _config_keys = ("q",)
 
-    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy",
-                 dtype=None):
+    def __init__(self, q: float = 0.5, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "categorical_generalized_cross_entropy", dtype: Any = None) -> None:
         if not 0 < q < 1:
             raise InvalidOptionError(f"q must be in the open interval (0, 1); got {q!r}")
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.q = q
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Any:
         y_true, y_pred = _tensors(y_true, y_pred)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
@@ -503,30 +513,30 @@ class CategoricalGeneralizedCrossEntropy(_Base):
 class _Forward:
     """Attribute access forwarding to ``target``, with some names overridden."""
 
-    def __init__(self, target, overrides):
+    def __init__(self, target: Any, overrides: dict[str, Any]) -> None:
         object.__setattr__(self, "_target", target)
         object.__setattr__(self, "_overrides", overrides)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name in self._overrides:
             return self._overrides[name]
         return getattr(self._target, name)
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(set(dir(self._target)) | set(self._overrides))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self._target.__name__} with crossentropy's losses>"
 
 
-def _tf_proxy():
+def _tf_proxy() -> Any:
     import tensorflow as tf
 
     losses = _Forward(keras.losses, {n: globals()[n] for n in __all__})
     return _Forward(tf, {"keras": _Forward(keras, {"losses": losses})})
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # ``tf``: the tensorflow module whose ``tf.keras.losses.<Name>`` are this
     # module's classes, so code written against tf.keras runs with a changed
     # import line only (``from crossentropy.keras import tf``).

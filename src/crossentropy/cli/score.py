@@ -193,7 +193,7 @@ def _score_on_dask(spec, paths, ci, bar, report_options, open_options) -> dict:
 
 
 def run(args) -> int:
-    warnings = []
+    warnings: list[str] = []
     fmt = _report_format(args, warnings.append)
     top_k, delimiter = _check_options(args)
     base = parse_base(args.base) if args.base is not None else None

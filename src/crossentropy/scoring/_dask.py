@@ -50,14 +50,15 @@ import hashlib
 import os
 import pickle
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import numpy as np
 
-from .accumulators import MAX_SLICES, RocAuc, RowError, ScoreAccumulator, SlicedAccumulator
+from .accumulators import MAX_SLICES, RocAuc, RowError, ScoreAccumulator, ScoreSpec, SlicedAccumulator
 from .compare import compare_datasets, comparison_report, lockstep, open_models
 from .dataset import Predictions, finish_report, spec_for
 from .errors import PredictionFileError
-from .layout import Decoder, LayoutOptions, detect_layout
+from .layout import Decoder, Layout, LayoutOptions, detect_layout
 from .readers import HEAD_ROWS, STDIN, RawChunk, format_from_name, open_reader
 from .roc import MemoryBudget
 
@@ -76,12 +77,12 @@ class _Model:
     """One model's dataset as every task needs it."""
 
     name: str
-    layout: object  # layout.Layout
+    layout: Layout
     opts: LayoutOptions
     reader: dict  # open_reader's options
     names: list
     first_part: str | None  # the first part file (messages); None for a DataFrame
-    spec: object  # ScoreSpec
+    spec: ScoreSpec
     sliced: bool
     frame: bool = False
 
@@ -166,7 +167,7 @@ def frame_reader(pdf, name: str, chunk_rows=None):
     # Plain, uncompressed, no dictionaries or statistics: the copy costs about a memcpy.
     pq.write_table(table, sink, compression="none", use_dictionary=False, write_statistics=False,
                    row_group_size=1 << 16)
-    r = ParquetReader(pa.BufferReader(sink.getvalue()), name, chunk_rows=chunk_rows)
+    r: Any = ParquetReader(pa.BufferReader(sink.getvalue()), name, chunk_rows=chunk_rows)  # gets .format
     r.format = FRAME_FORMAT
     return r
 
@@ -203,7 +204,7 @@ class _RowGroups:
 def _open_piece(model: _Model, piece: _Piece, frame):
     if frame is not None:
         return frame_reader(frame, model.name, model.reader.get("chunk_rows"))
-    r = open_reader(piece.path, **model.reader)
+    r = open_reader(cast(str, piece.path), **model.reader)  # a file piece (not a DataFrame): it has a path
     if piece.row_groups is not None:
         g0, g1, first_row, rows = piece.row_groups
         return _RowGroups(r, g0, g1, first_row, rows)
@@ -338,9 +339,11 @@ def run_unit(unit: _Unit, models: list, env: _Env, *frames):
     the first one in row order); anything else is raised.
     """
     budget = MemoryBudget(env.roc_memory)
-    meta = {"unit": unit.index, "rows": 0, "relative": unit.relative, "error": None, "fingerprint": fingerprint(),
+    meta: dict[str, Any] = {"unit": unit.index, "rows": 0, "relative": unit.relative, "error": None, "fingerprint": fingerprint(),
             "models": []}
-    accs, decoders, created = [], [], []
+    accs: list = []
+    decoders: list = []
+    created: list[list] = []
     try:
         for m, model in enumerate(models):
             lay = copy.deepcopy(model.layout)
@@ -539,7 +542,7 @@ def count_rows(model: _Model, piece: _Piece, frame=None) -> int:
         return piece.rows
     if frame is not None:
         return len(frame)
-    r = open_reader(piece.path, **model.reader)
+    r = open_reader(cast(str, piece.path), **model.reader)  # a file piece (not a DataFrame): it has a path
     try:
         n = getattr(r, "n", None)
         if isinstance(n, (int, np.integer)) and r.format == "parquet":
@@ -602,7 +605,7 @@ def run(sources, *, client=None, name=None, compat=None, base=None, n_bins=10, t
             pieces = [_file_pieces(ds, split_row_groups and not compare) for ds in dss]
             delayed = [None] * len(dss)
         counts = ex.counts(models, pieces, delayed) if (compare or ci is not None) else None
-        if compare and len({sum(c) for c in counts}) > 1:
+        if compare and counts is not None and len({sum(c) for c in counts}) > 1:
             return _unequal_rows(sources, dss, frame, counts, report_options, base, reader, opts)
         units = _make_units(pieces, counts)
         result = ex.run(units, models, env, delayed, on_progress)

@@ -204,7 +204,7 @@ class ExactSums(SlotState):
         self._hi = np.zeros((self.n_groups, 0), dtype=np.int64)
         self._lo = np.zeros((self.n_groups, 0), dtype=np.int64)
         self._fixed = np.zeros((self.n_groups, 3), dtype=np.int64)  # limbs of x · 2^93 (values in [2^-40, 1])
-        self._carry = None  # list of Python ints once the int64 state has been folded
+        self._carry: list[int] | None = None  # list of Python ints once the int64 state has been folded
         self._added = 0
         self._posinf = np.zeros(self.n_groups, dtype=np.int64)
         self._neginf = np.zeros(self.n_groups, dtype=np.int64)
@@ -286,8 +286,8 @@ class ExactSums(SlotState):
                 raise ValueError("counts must be non-negative")
             # Σ c·x = Σ_b 2^b · Σ_{bit b of c set} x: exact sums of subsets, scaled as integers.
             total = [0] * self.n_groups
-            for b in range(int(c.max()).bit_length() if c.size else 0):
-                sel = ((c >> b) & 1).astype(bool)
+            for bit in range(int(c.max()).bit_length() if c.size else 0):
+                sel = ((c >> bit) & 1).astype(bool)
                 if not sel.any():
                     continue
                 part = ExactSums(self.n_groups)
@@ -295,7 +295,7 @@ class ExactSums(SlotState):
                 part.add_runs(x[sel], before[st])
                 if part._special_any():
                     self._merge_special(part)
-                total = [t + (v << b) for t, v in zip(total, part._exact_all())]
+                total = [t + (v << bit) for t, v in zip(total, part._exact_all())]
             self._add_exact(total)
             return
         ok = (x >= _FIXED_MIN) & (x <= 1.0)

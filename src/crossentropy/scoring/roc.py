@@ -62,6 +62,7 @@ import shutil
 import sys
 import tempfile
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class MemoryBudget:
             nbytes = int(env) if env else _DEFAULT_BYTES
         self.nbytes = max(int(nbytes), 1 << 16)
         self.tables: weakref.WeakSet = weakref.WeakSet()
-        self._dir = None
+        self._dir: str | None = None
 
     def used(self) -> int:
         return sum(t.nbytes_in_memory() for t in self.tables)
@@ -92,7 +93,7 @@ class MemoryBudget:
         if self._dir is None or not os.path.isdir(self._dir):
             self._dir = tempfile.mkdtemp(prefix="crossentropy-roc-")
             atexit.register(shutil.rmtree, self._dir, True)
-        return self._dir
+        return self._dir  # type: ignore[return-value]  # set just above when it was None
 
     def cleanup(self) -> None:
         if self._dir is not None:
@@ -292,7 +293,9 @@ def _narrow(counts):
 
 
 def _merge_runs(runs) -> _Run:
-    ks, ws, cs = [], [], []
+    ks: list = []
+    ws: list = []  # arrays, or None (unweighted runs)
+    cs: list = []
     any_counts = any(r.arrays()[2] is not None for r in runs)
     for r in runs:
         k, w, c = r.arrays()
@@ -426,7 +429,7 @@ def _unpack(run: _Run):
     k, _, c = run.arrays()
     lab = (k & _U1).astype(bool)
     vals = (k >> _U1).view(np.float64)
-    out = []
+    out: list[_Run | None] = []
     for m in (lab, ~lab):
         if m.any():
             out.append(_canonical(vals[m], None, None if c is None else c[m]))
@@ -452,7 +455,7 @@ class RocTable:
         self.packed = not self.weighted
         self.runs: tuple = ([], [])  # general form: positives, negatives
         self.pruns: list = []  # packed form: sorted runs
-        self._buf = None  # packed form: the unsorted keys, in a buffer that grows in place
+        self._buf: np.ndarray | None = None  # packed form: the unsorted keys, in a buffer that grows in place
         self._fill = 0  # entries used in the buffer
         self._mem = 0  # bytes of the in-memory runs and buffer entries
 
@@ -699,13 +702,15 @@ class RocTable:
 
     def _general_result(self, tally) -> dict:
         wtd = self.weighted
+        P: Any  # weighted: float totals of exact sums; unweighted: int counts (exact_ratio below)
+        N: Any
         if wtd:
             P, N = _exact_total(self.runs[0]), _exact_total(self.runs[1])
         else:
             P = sum(r.total(False) for r in self.runs[0])
             N = sum(r.total(False) for r in self.runs[1])
         curve = _Curve(P, N)
-        num2 = ExactSums() if wtd else 0  # Σ_v P_v (2 N_<v + N_v)
+        num2: Any = ExactSums() if wtd else 0  # Σ_v P_v (2 N_<v + N_v)
         below = 0.0 if wtd else 0  # negatives below the current range
         below_p = 0.0 if wtd else 0  # positives below the current range
         for (kp, cp), (kn, cn) in self._pieces():

@@ -134,7 +134,7 @@ class ByteSource:
         self.path = str(path)
         self.name = "<stdin>" if self.path == STDIN else self.path
         self.total = None
-        self._spooled = None
+        self._spooled: str | None = None
         self._buf = b""
         self._eof = False
         if self.path == STDIN:
@@ -266,7 +266,7 @@ class ByteSource:
                 raise
             self._spooled = tmp
             self._eof = True
-        return self._spooled
+        return self._spooled  # type: ignore[return-value]  # set just above when it was None
 
     def close(self) -> None:
         try:

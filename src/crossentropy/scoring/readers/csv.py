@@ -315,8 +315,9 @@ class CsvReader:
         whole = len(data) < want
         block = data if whole else data[:_safe_cut(data)]
         rows, lines = self._python_rows(block, self.first_data_line, limit=n, last=whole)
-        cols = list(zip(*rows)) if rows else [()] * len(self.names)
-        out, self.head_types = {}, {}
+        cols: list = list(zip(*rows)) if rows else [()] * len(self.names)
+        out: dict = {}  # name -> array or Coded
+        self.head_types = {}
         for name, col in zip(self.names, cols):
             col = list(col)
             if col and all(NUMBER.fullmatch(t) for t in col):
@@ -354,7 +355,7 @@ class CsvReader:
 
     def _typed_chunk(self, rows, lines, first_row) -> RawChunk:
         lines = np.array(lines, dtype=np.int64)
-        cols = {}
+        cols: dict = {}  # name -> array or Coded
         for j, name in enumerate(self.names):
             kind = self.plan.get(name)
             if kind is None:
@@ -471,7 +472,7 @@ class CsvReader:
         n = t.num_rows
         if n != block.newlines + (0 if a[-1] == 10 else 1):
             return None
-        cols = {}
+        cols: dict = {}  # name -> array or Coded
         for name in include:
             c = t.column(name)
             if pa.types.is_floating(c.type) or pa.types.is_integer(c.type):
