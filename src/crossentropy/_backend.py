@@ -318,6 +318,11 @@ class _TorchOps(Ops):
     def take(self, x, idx):
         return x[idx]
 
+    def take_along_axis(self, x, idx, axis):
+        # torch.take_along_dim takes int64 indices only; int32 class labels (Keras casts to them) are cast.
+        return self.xp.take_along_axis(x, idx if idx.dtype == self.xp.int64 else self.xp.astype(idx, self.xp.int64),
+                                       axis=axis)
+
 
 _NUMPY: Ops = _NumpyOps(np if hasattr(np, "isdtype") else None, "numpy")  # type: ignore[arg-type]
 if _NUMPY.xp is None:  # NumPy < 2: the compat wrapper supplies the array-API names
