@@ -1,10 +1,8 @@
 """The drop-ins keep the library's exactness: confident predictions within 4 ulp of mpmath.
 
 PyTorch, Keras and optax return 0 for these losses (see docs/exactness.md); the
-torch and JAX drop-ins return the correctly rounded value, and its gradient.  The
-Keras drop-in (from logits; from probabilities it clips at Keras's epsilon on
-purpose) returns the correctly rounded value; its gradient is the backend's
-autodiff of the core's formula, as (in)exact as Keras's own (``1 − 1/S`` rounds).
+torch, JAX and Keras drop-ins return the correctly rounded value, and its gradient
+(Keras: from logits; from probabilities it clips at Keras's epsilon on purpose).
 """
 
 from __future__ import annotations
@@ -94,13 +92,6 @@ def test_keras_dropin(dtype, cls):
         loss = getattr(ck, cls)(from_logits=True, reduction=None, dtype=name)(y, x)
         total = tf.reduce_sum(loss)
     g = tape.gradient(total, x).numpy()
-    for i, row in enumerate(rows):
-        lo, _ = _exact(row)
-        assert _ulps(loss.numpy()[i], lo, dtype) <= 4, (i, float(loss[i]), float(lo))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        ref = getattr(keras.losses, cls)(from_logits=True, reduction=None, dtype=name)(y, x)
-        ref_total = tf.reduce_sum(ref)
+    _check(dtype, loss.numpy(), g[:, 0])
+    ref = getattr(keras.losses, cls)(from_logits=True, reduction=None, dtype=name)(y, x)
     assert float(ref[-1]) == 0.0  # what Keras gives
-    # the gradient: autodiff (the backend's) of the core's formula, within an ulp of 1 of Keras's own
-    np.testing.assert_allclose(g, tape.gradient(ref_total, x).numpy(), rtol=0, atol=2 * np.finfo(dtype).eps)
