@@ -12,16 +12,27 @@ compiled model saved to ``.keras`` loads back with its loss.
 
 How it computes
 ---------------
-``call()`` is written with ``keras.ops`` only, so it runs on every Keras
-backend (TensorFlow, JAX, PyTorch), inside ``model.fit``'s compiled graph
-too, and the backend's autodiff differentiates it.  It states the library's
-formulas with the library's ``compat='keras'`` semantics for probabilities
-(clip to ``[ε, 1-ε]`` with ``ε = keras.config.epsilon()``; renormalise rows
-for the categorical losses) and the overflow-free forms for logits.  The
-library's own functions are not called here: on the TensorFlow backend the
-tensors are ``tf.Tensor`` objects (graph tensors inside ``fit``), which have
-no array-API namespace for the library to dispatch on (see "One truth per
-formula" in ``docs/adapters.md``).
+A thin layer over the library: each ``call()`` adjusts shapes as Keras does and
+hands ``y_pred``/``y_true`` to the library's own function
+(:func:`~crossentropy.binary_cross_entropy`, ``..._with_logits``,
+:func:`~crossentropy.cross_entropy`, :func:`~crossentropy.categorical_cross_entropy`,
+the focal and generalised losses) with ``reduction='none'`` and, for
+probabilities, ``compat='keras'`` (clip to ``[ε, 1-ε]``, ``ε =
+keras.config.epsilon()``; renormalise rows for the categorical losses); Keras's
+``Loss.__call__`` then weights, masks and reduces.  So a fix in the library
+fixes this module, and from logits the losses are exact where Keras's round
+(a confident prediction's loss and gradient, see docs/exactness.md).
+
+On the JAX and PyTorch backends the tensors are JAX arrays and torch tensors,
+which the library computes on directly (the backend differentiates its
+formulas).  TensorFlow's tensors have no array-API namespace: importing this
+module on that backend registers :class:`KerasOps` (the library's operations
+in ``keras.ops``) for them, with the value checks skipped for graph tensors
+(inside ``tf.function``/``fit``), and the gradient is the library's analytic
+one through ``keras.ops.custom_gradient`` (first and higher order, ``y_true``
+included).  What is still written here: Keras's shape rules, its
+backend-specific choices (below) and its label-smoothing class count for an
+``axis`` other than the last.
 
 Shapes are checked as Keras checks them (after its rank adjustment: equal
 shapes for the binary losses and ``CategoricalCrossentropy``; labels of
