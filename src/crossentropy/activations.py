@@ -103,7 +103,9 @@ class SoftmaxParts:
         self.n = n = xp.sum(xp.astype(self.is_max, x), axis=axis, keepdims=True)
         self.s_m1 = s_m1 = d + (n - 1.0)  # S − 1 (finite rows); n − 1 is an exact small integer
         self.s = n + d
-        self.log_s = xp.where(finite, xp.log1p(s_m1), xp.log(d))
+        # log(d) only for the non-finite rows: a finite row may have d = 0 exactly (every other
+        # e_j underflowed), and autodiff of where() sends 0·(1/d) = NaN into an unused log(0).
+        self.log_s = xp.where(finite, xp.log1p(s_m1), xp.log(xp.where(finite, xp.ones_like(d), d)))
         self.logp = (x - self.shift) - self.log_s
 
     def lse(self) -> Array:

@@ -21,6 +21,9 @@ Options shared by all of them:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 from . import _fastpath
@@ -50,6 +53,25 @@ __all__ = [
 
 # Keras's backend.epsilon(): the clip used by Keras's probability losses.
 KERAS_EPSILON = 1e-7
+_keras_epsilon = contextvars.ContextVar("crossentropy_keras_epsilon", default=KERAS_EPSILON)
+
+
+def keras_epsilon() -> float:
+    """The clip of ``compat='keras'``: Keras's default ``keras.config.epsilon()`` (1e-7), or,
+    inside :func:`keras_epsilon_set`, the value ``crossentropy.keras`` read from Keras's config."""
+    return _keras_epsilon.get()
+
+
+@contextlib.contextmanager
+def keras_epsilon_set(eps: float) -> Iterator[None]:
+    """``compat='keras'`` clips at ``eps`` inside this block (context-local: threads do not see it)."""
+    token = _keras_epsilon.set(float(eps))
+    try:
+        yield
+    finally:
+        _keras_epsilon.reset(token)
+
+
 # PyTorch's BCELoss backward clamps p(1−p) at a *float32* 1e-12, also for float64.
 _TORCH_BCE_EPS = 9.9999999600419720e-13  # == float(np.float32(1e-12))
 
@@ -128,7 +150,7 @@ def _bce_probs_terms(xp: Any, p: Array, t: Array, pw: Array, compat: str | None,
             else:
                 grads[0] = (-wt * (1.0 - p) + q * p) / xp.maximum((1.0 - p) * p, _TORCH_BCE_EPS)
     elif compat in ("keras", "tf_keras", "sklearn"):
-        eps = KERAS_EPSILON if compat != "sklearn" else xp.eps(p)
+        eps = keras_epsilon() if compat != "sklearn" else xp.eps(p)
         c = xp.clip(p, eps, 1.0 - eps)
         if compat == "tf_keras":
             # Legacy tf.keras (Keras 2) clipped *and* added ε inside the log.

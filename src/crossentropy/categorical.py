@@ -51,7 +51,7 @@ from ._validation import (
     normalize_axis,
 )
 from .activations import SoftmaxParts
-from .binary import KERAS_EPSILON
+from .binary import keras_epsilon
 
 __all__ = [
     "cross_entropy",
@@ -122,7 +122,7 @@ class _Prep:
 
 
 def _prepare(input: ArrayLike, target: ArrayLike, *, axis: int, weight: ArrayLike | None, ignore_index: int | None,
-             label_smoothing: float, reduction: str, sample_weight: ArrayLike | None, probs_input: bool = False,
+             label_smoothing: float, reduction: str, sample_weight: ArrayLike | None, probs_input: bool | str = False,
              allow_prob_target: bool = True, allow_index_target: bool = True) -> _Prep:
     xp = namespace(input, target, weight, sample_weight)
     input = as_array(xp, input, None, "input")
@@ -138,7 +138,8 @@ def _prepare(input: ArrayLike, target: ArrayLike, *, axis: int, weight: ArrayLik
     r.kind = classify_target(xp, target)
     r.eps = check_unit_interval_option(label_smoothing, "label_smoothing")
     if probs_input:
-        check_probabilities(xp, input, "input")
+        # probs_input="renormalised": rows are divided by their sums (Keras), any scores >= 0 are valid
+        check_probabilities(xp, input, "input", renormalised=probs_input == "renormalised")
     if r.kind == "index":
         if not allow_index_target:
             raise InvalidOptionError("target must hold probabilities (floating dtype) for this loss; got integer class indices")
@@ -427,7 +428,8 @@ def _cce(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), g
          base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat, (None, "keras", "tf_keras", "sklearn"))
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight,
+                 probs_input="renormalised" if compat in ("keras", "tf_keras") else True)
     xp, p, ax = r.xp, r.x, r.axis
     need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "categorical_cross_entropy")
     a = r.coefficients()
@@ -440,7 +442,7 @@ def _cce(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), g
         if need_t:
             grads[1] = r.target_grad(-logp)
     else:
-        eps = xp.eps(p) if compat == "sklearn" else KERAS_EPSILON
+        eps = xp.eps(p) if compat == "sklearn" else keras_epsilon()
         if compat == "sklearn":
             # scikit-learn clips at the dtype's eps and does not renormalise.
             s = None
@@ -613,11 +615,12 @@ def _focal_logits(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...
         # formula; the gradient chains through the clip and the softmax.
         p = sp.p()
         s = xp.sum(p, axis=r.axis, keepdims=True)
-        c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        eps = keras_epsilon()
+        c = xp.clip(p / s, eps, 1.0 - eps)
         loss, grads = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, _alpha_col(r, alpha), need_grad, need_t)
         if need_grad:
             u = p / s
-            inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
+            inside = (u >= eps) & (u <= 1.0 - eps)
             gp = _renorm_clip_grad(xp, r, p, s, inside, grads[0])
             grads[0] = p * (gp - xp.sum(p * gp, axis=r.axis, keepdims=True))
         return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output,
@@ -667,7 +670,8 @@ def _focal_probs(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...]
     check_compat(compat, (None, "keras"))
     gamma = check_nonnegative_option(gamma, "gamma")
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight,
+                 probs_input="renormalised" if compat == "keras" else True)
     xp, p = r.xp, r.x
     need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "categorical_focal_cross_entropy")
     al = _alpha_col(r, alpha)
@@ -676,11 +680,12 @@ def _focal_probs(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...]
     else:
         # Keras: renormalise, clip to [ε, 1−ε], then −Σ α (1−p̂)^γ y log p̂.
         s = xp.sum(p, axis=r.axis, keepdims=True)
-        c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        eps = keras_epsilon()
+        c = xp.clip(p / s, eps, 1.0 - eps)
         loss, grads = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, al, need_grad, need_t)
         if need_grad:
             u = p / s
-            inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
+            inside = (u >= eps) & (u <= 1.0 - eps)
             grads[0] = _renorm_clip_grad(xp, r, p, s, inside, grads[0])
     return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
