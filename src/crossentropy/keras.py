@@ -61,6 +61,9 @@ Importing this module imports ``keras`` (and so its backend); importing
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
 import keras
 from keras import ops
 
@@ -68,7 +71,11 @@ import crossentropy as _core  # the package's public loss functions, which this 
 
 from . import _backend
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
+from ._typing import Array, ArrayLike
 from .binary import keras_epsilon_set
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "BinaryCrossentropy",
@@ -90,7 +97,7 @@ class _NoNamespace:
     """``Ops.xp`` for :class:`KerasOps`: every operation the core uses is a method of KerasOps, so
     reaching for an array-API function here means the loss is not available on these tensors."""
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> NoReturn:
         raise InvalidDTypeError(
             f"this operation needs the array-API function {name!r}, which TensorFlow tensors lack; "
             "it is not available for them (pass NumPy, JAX or PyTorch arrays)")
@@ -102,167 +109,167 @@ class KerasOps(_backend.Ops):
     backend.  Registered for ``tensorflow`` tensors when this module is imported on that backend
     (the JAX and PyTorch backends' tensors already have the core's own namespaces)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(_NoNamespace(), "tensorflow")
 
     # -- inspection ----------------------------------------------------------------------
-    def is_floating(self, x) -> bool:
+    def is_floating(self, x: Array) -> bool:
         return keras.backend.is_float_dtype(x.dtype)
 
-    def is_integer(self, x) -> bool:
+    def is_integer(self, x: Array) -> bool:
         return keras.backend.is_int_dtype(x.dtype)
 
-    def is_bool(self, x) -> bool:
+    def is_bool(self, x: Array) -> bool:
         return keras.backend.standardize_dtype(x.dtype) == "bool"
 
-    def eps(self, x) -> float:
+    def eps(self, x: Array) -> float:
         import ml_dtypes  # NumPy's finfo lacks bfloat16; ml_dtypes (a TensorFlow dependency) has it
 
         return float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).eps)
 
-    def device(self, x):
+    def device(self, x: Array) -> None:
         return None
 
-    def dtype_named(self, name):
+    def dtype_named(self, name: str) -> str:
         return name  # keras.ops takes dtype names
 
     # -- construction --------------------------------------------------------------------
-    def asarray(self, x, dtype=None, like=None):
+    def asarray(self, x: ArrayLike, dtype: Any = None, like: Array | None = None) -> Array:
         return ops.convert_to_tensor(x, dtype=like.dtype if (dtype is None and like is not None) else dtype)
 
-    def scalar(self, value, like):
+    def scalar(self, value: float, like: Array) -> Array:
         return ops.convert_to_tensor(value, dtype=like.dtype)
 
-    def zeros_like(self, x):
+    def zeros_like(self, x: Array) -> Array:
         return ops.zeros_like(x)
 
-    def ones_like(self, x):
+    def ones_like(self, x: Array) -> Array:
         return ops.ones_like(x)
 
-    def full_like(self, x, value):
+    def full_like(self, x: Array, value: float) -> Array:
         return ops.full_like(x, value)
 
-    def astype(self, x, like):
+    def astype(self, x: Array, like: Array) -> Array:
         return x if x.dtype == like.dtype else ops.cast(x, like.dtype)
 
-    def zeros(self, shape, like):
+    def zeros(self, shape: Sequence[int], like: Array) -> Array:
         return ops.zeros(shape, dtype=like.dtype)
 
-    def arange_like(self, n, like):
+    def arange_like(self, n: int, like: Array) -> Array:
         # in ``like``'s dtype: TensorFlow compares int32 with int64 only after a cast
         return ops.arange(n, dtype=like.dtype)
 
     # -- elementwise ---------------------------------------------------------------------
-    def exp(self, x):
+    def exp(self, x: Array) -> Array:
         return ops.exp(x)
 
-    def log(self, x):
+    def log(self, x: Array) -> Array:
         return ops.log(x)
 
-    def log1p(self, x):
+    def log1p(self, x: Array) -> Array:
         return ops.log1p(x)
 
-    def expm1(self, x):
+    def expm1(self, x: Array) -> Array:
         return ops.expm1(x)
 
-    def abs(self, x):
+    def abs(self, x: Array) -> Array:
         return ops.abs(x)
 
-    def tanh(self, x):
+    def tanh(self, x: Array) -> Array:
         return ops.tanh(x)
 
-    def maximum(self, x, y):
+    def maximum(self, x: Array, y: ArrayLike) -> Array:
         return ops.maximum(x, y if hasattr(y, "dtype") else self.scalar(y, x))
 
-    def minimum(self, x, y):
+    def minimum(self, x: Array, y: ArrayLike) -> Array:
         return ops.minimum(x, y if hasattr(y, "dtype") else self.scalar(y, x))
 
-    def clip(self, x, lo, hi):
+    def clip(self, x: Array, lo: ArrayLike, hi: ArrayLike) -> Array:
         return ops.clip(x, lo, hi)
 
-    def where(self, cond, x, y):
+    def where(self, cond: Array, x: ArrayLike, y: ArrayLike) -> Array:
         if not hasattr(x, "dtype"):
             x = self.scalar(x, y)
         elif not hasattr(y, "dtype"):
             y = self.scalar(y, x)
         return ops.where(cond, x, y)
 
-    def isnan(self, x):
+    def isnan(self, x: Array) -> Array:
         return ops.isnan(x)
 
-    def isinf(self, x):
+    def isinf(self, x: Array) -> Array:
         return ops.isinf(x)
 
-    def isfinite(self, x):
+    def isfinite(self, x: Array) -> Array:
         return ops.isfinite(x)
 
-    def power(self, x, p):
+    def power(self, x: Array, p: ArrayLike) -> Array:
         return ops.power(x, p if hasattr(p, "dtype") else self.scalar(p, x))
 
     # -- reductions / shape --------------------------------------------------------------
-    def sum(self, x, axis=None, keepdims=False):
+    def sum(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
         return ops.sum(x, axis=axis, keepdims=keepdims)
 
-    def max(self, x, axis=None, keepdims=False):
+    def max(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
         return ops.max(x, axis=axis, keepdims=keepdims)
 
-    def min(self, x, axis=None, keepdims=False):
+    def min(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
         return ops.min(x, axis=axis, keepdims=keepdims)
 
-    def argmax(self, x, axis, keepdims=False):
+    def argmax(self, x: Array, axis: int, keepdims: bool = False) -> Array:
         return ops.argmax(x, axis=axis, keepdims=keepdims)
 
-    def take_along_axis(self, x, idx, axis):
+    def take_along_axis(self, x: Array, idx: Array, axis: int) -> Array:
         return ops.take_along_axis(x, idx, axis=axis)
 
-    def take(self, x, idx):
+    def take(self, x: Array, idx: Array) -> Array:
         return ops.take(x, idx, axis=0)
 
-    def expand_dims(self, x, axis):
+    def expand_dims(self, x: Array, axis: int) -> Array:
         return ops.expand_dims(x, axis)
 
-    def squeeze(self, x, axis):
+    def squeeze(self, x: Array, axis: int) -> Array:
         return ops.squeeze(x, axis=axis)
 
-    def reshape(self, x, shape):
+    def reshape(self, x: Array, shape: Sequence[int]) -> Array:
         return ops.reshape(x, tuple(shape))
 
-    def broadcast_to(self, x, shape):
+    def broadcast_to(self, x: Array, shape: Sequence[int]) -> Array:
         return ops.broadcast_to(x, tuple(shape))
 
-    def moveaxis(self, x, src, dst):
+    def moveaxis(self, x: Array, src: int | Sequence[int], dst: int | Sequence[int]) -> Array:
         return ops.moveaxis(x, src, dst)
 
-    def concat(self, arrays, axis=0):
+    def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
         return ops.concatenate(arrays, axis=axis)
 
-    def class_column(self, v, axis, ndim):
+    def class_column(self, v: Array, axis: int, ndim: int) -> Array:
         shape = [1] * ndim
         shape[axis] = int(v.shape[0])
         return ops.reshape(v, tuple(shape))
 
-    def one_hot(self, idx, num_classes, axis, like):
+    def one_hot(self, idx: Array, num_classes: int, axis: int, like: Array) -> Array:
         return ops.one_hot(idx, num_classes, axis=axis, dtype=keras.backend.standardize_dtype(like.dtype))
 
-    def is_class(self, k, num_classes, axis, ndim):
+    def is_class(self, k: Array, num_classes: int, axis: int, ndim: int) -> Array:
         return ops.equal(self.class_column(self.arange_like(num_classes, k), axis, ndim), k)
 
-    def first_true(self, mask) -> int:
+    def first_true(self, mask: Array) -> int:
         return int(ops.argmax(ops.cast(ops.reshape(mask, (-1,)), "int32"), axis=0))
 
-    def any(self, x) -> bool:
+    def any(self, x: Array) -> bool:
         return bool(ops.any(x))
 
-    def all(self, x) -> bool:
+    def all(self, x: Array) -> bool:
         return bool(ops.all(x))
 
-    def stop_gradient(self, x):
+    def stop_gradient(self, x: Array) -> Array:
         return ops.stop_gradient(x)
 
-    def to_numpy(self, x):
+    def to_numpy(self, x: Array) -> np.ndarray:
         return ops.convert_to_numpy(x)
 
-    def accurate_sum(self, x):
+    def accurate_sum(self, x: Array) -> Array:
         # The compensated cascade needs the element count while tracing; a graph tensor
         # whose size is known only at run time gets the backend's plain sum.
         if any(d is None for d in x.shape):
@@ -270,7 +277,7 @@ class KerasOps(_backend.Ops):
         return super().accurate_sum(x)
 
 
-def _tf_concrete(x) -> bool:
+def _tf_concrete(x: Array) -> bool:
     import tensorflow as tf
 
     # A graph tensor (inside tf.function / model.fit) has no values to check.
@@ -285,11 +292,11 @@ if keras.backend.backend() == "tensorflow":
 # helpers
 # ---------------------------------------------------------------------------------------------
 
-def _eps():
+def _eps() -> float:
     return keras.config.epsilon()
 
 
-def _per_sample(fn, pred, target, **options):
+def _per_sample(fn: Callable[..., Array], pred: Array, target: Array, **options: Any) -> Array:
     """The core's per-element/per-sample loss ``fn(pred, target, reduction='none', ...)``, its
     ``compat='keras'`` clip at Keras's configured epsilon; Keras's ``Loss.__call__`` then weights,
     masks and reduces it.
@@ -309,11 +316,11 @@ def _per_sample(fn, pred, target, **options):
     wrt = (0, 1) if keras.backend.is_float_dtype(target.dtype) else (0,)
 
     @ops.custom_gradient
-    def loss(z, t):
+    def loss(z: Array, t: Array) -> tuple[Array, Callable[..., tuple[Array | None, ...]]]:
         with keras_epsilon_set(eps):
             value, g = _core.value_and_grad(fn, z, t, wrt=wrt, reduction="none", **options)
 
-        def grad(*args, upstream=None):
+        def grad(*args: Array, upstream: Array | None = None) -> tuple[Array | None, ...]:
             if upstream is None:
                 (upstream,) = args
             # per-sample gradients times the upstream per-sample cotangent (the class axis, where the
@@ -325,35 +332,35 @@ def _per_sample(fn, pred, target, **options):
     return loss(pred, target)
 
 
-def _times_upstream(g, upstream, axis):
+def _times_upstream(g: Array, upstream: Array, axis: int) -> Array:
     if len(upstream.shape) < len(g.shape):  # the per-sample loss dropped the class axis
         upstream = ops.expand_dims(upstream, axis)
     return g * upstream
 
 
-def _is_tf():
+def _is_tf() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def _check_axis(axis):
+def _check_axis(axis: object) -> int:
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise InvalidOptionError(f"axis must be an int; got {axis!r} of type {type(axis).__name__}")
     return axis
 
 
-def _check_smoothing(label_smoothing):
+def _check_smoothing(label_smoothing: float) -> float:
     v = float(label_smoothing)
     if not 0.0 <= v <= 1.0:
         raise InvalidOptionError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
     return label_smoothing
 
 
-def _tensors(y_true, y_pred):
+def _tensors(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
     # Loss.__call__ maps convert_to_tensor over nested lists; stack them back.
     return ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
 
 
-def _same_rank(y_true, y_pred):
+def _same_rank(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
     """Keras's rule: ranks that differ by one with a trailing 1 are made equal."""
     y_true, y_pred = _tensors(y_true, y_pred)
     rt, rp = len(y_true.shape), len(y_pred.shape)
@@ -369,16 +376,16 @@ def _same_rank(y_true, y_pred):
     return y_true, y_pred
 
 
-def _dims(x):
+def _dims(x: Array) -> tuple[int | None, ...]:
     # Static shape; ``None`` for a dimension unknown until run time (symbolic tensors in ``fit``).
     return tuple(None if d is None else int(d) for d in x.shape)
 
 
-def _mismatch(a, b):
+def _mismatch(a: Sequence[int | None], b: Sequence[int | None]) -> bool:
     return len(a) != len(b) or any(p is not None and q is not None and p != q for p, q in zip(a, b))
 
 
-def _require_same_shape(loss, y_true, y_pred):
+def _require_same_shape(loss: str, y_true: Array, y_pred: Array) -> None:
     """Keras's rule for the binary and categorical losses: after the rank adjustment, equal shapes."""
     t, p = _dims(y_true), _dims(y_pred)
     if _mismatch(t, p):
@@ -389,7 +396,8 @@ def _require_same_shape(loss, y_true, y_pred):
         raise ShapeMismatchError(f"{loss}: y_true and y_pred must be at least rank 1; got shape {p}")
 
 
-def _require_broadcastable(loss, y_true_shape, y_pred_shape):
+def _require_broadcastable(loss: str, y_true_shape: tuple[int | None, ...],
+                           y_pred_shape: tuple[int | None, ...]) -> None:
     """The focal/generalised categorical losses broadcast y_true against y_pred, as Keras does; a pair that
     does not broadcast gets our error instead of the backend's."""
     for p, q in zip(reversed(y_true_shape), reversed(y_pred_shape)):
@@ -399,15 +407,17 @@ def _require_broadcastable(loss, y_true_shape, y_pred_shape):
                 f"broadcast against y_pred of shape {y_pred_shape}")
 
 
-def _broadcast_pair(a, b, a_tail=()):
+def _broadcast_pair(a: Array, b: Array, a_tail: tuple[int | None, ...] = ()) -> tuple[Array, Array]:
     """``a`` and ``b`` broadcast against each other (Keras broadcasts y_true in the focal/generalised
     losses; the core wants equal shapes).  ``a_tail`` is appended to ``a``'s shape for the comparison
     (the class axis of integer labels).  Shapes unknown until run time are left as they are."""
     sa, sb = _dims(a) + tuple(a_tail), _dims(b)
     if sa == sb or None in sa or None in sb:
         return a, b
-    n = max(len(sa), len(sb))
-    pa, pb = (1,) * (n - len(sa)) + sa, (1,) * (n - len(sb)) + sb
+    # every dimension is known from here on (checked just above), which mypy cannot infer
+    ka, kb = cast("tuple[int, ...]", sa), cast("tuple[int, ...]", sb)
+    n = max(len(ka), len(kb))
+    pa, pb = (1,) * (n - len(ka)) + ka, (1,) * (n - len(kb)) + kb
     full = tuple(max(p, q) for p, q in zip(pa, pb))
     if full[len(full) - len(sb):] != sb or len(full) != len(sb):
         b = ops.broadcast_to(b, full)
@@ -417,7 +427,7 @@ def _broadcast_pair(a, b, a_tail=()):
     return a, b
 
 
-def _logits_of(y_pred, op_type):
+def _logits_of(y_pred: Array, op_type: str) -> Array | None:
     """The logits behind a Keras softmax/sigmoid output (TensorFlow backend only), else None."""
     if not _is_tf():
         return None
@@ -432,7 +442,7 @@ def _logits_of(y_pred, op_type):
     return None
 
 
-def _class_axis(y_pred, axis, loss):
+def _class_axis(y_pred: Array, axis: int, loss: str) -> int:
     nd = len(y_pred.shape)
     if nd < 1:
         raise ShapeMismatchError(f"{loss}: y_pred must be at least rank 1; got shape {_dims(y_pred)}")
@@ -441,7 +451,7 @@ def _class_axis(y_pred, axis, loss):
     return axis % nd
 
 
-def _smoothing_for_core(y, label_smoothing, axis, ndim):
+def _smoothing_for_core(y: Array, label_smoothing: float, axis: int, ndim: int) -> tuple[Array, float]:
     """``(target, label_smoothing)`` for the core.
 
     The core smooths over the class axis (``y(1-s) + s/C``, C = classes on ``axis``); Keras counts
@@ -455,9 +465,9 @@ def _smoothing_for_core(y, label_smoothing, axis, ndim):
 
 
 class _Base(keras.losses.Loss):
-    _config_keys: tuple = ()
+    _config_keys: tuple[str, ...] = ()
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({k: getattr(self, k) for k in self._config_keys})
         return config
@@ -492,14 +502,15 @@ class BinaryCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="binary_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "binary_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("BinaryCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
@@ -537,8 +548,10 @@ class BinaryFocalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis", "apply_class_balancing", "alpha", "gamma")
 
-    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
-                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy", dtype=None):
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "binary_focal_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if float(gamma) < 0:
             raise InvalidOptionError(f"gamma must be >= 0; got {gamma!r}")
@@ -549,7 +562,7 @@ class BinaryFocalCrossentropy(_Base):
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("BinaryFocalCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
@@ -594,14 +607,15 @@ class CategoricalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "categorical_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("CategoricalCrossentropy", y_true, y_pred)
         ax = _class_axis(y_pred, self.axis, "CategoricalCrossentropy")
@@ -635,14 +649,15 @@ class SparseCategoricalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "ignore_class", "axis")
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1,
-                 name="sparse_categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 reduction: str | None = "sum_over_batch_size", axis: int = -1,
+                 name: str | None = "sparse_categorical_crossentropy", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _tensors(y_true, y_pred)
         ax = _class_axis(y_pred, self.axis, "SparseCategoricalCrossentropy")
         nd = len(y_pred.shape)
@@ -706,8 +721,9 @@ class CategoricalFocalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis", "alpha", "gamma")
 
-    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
+    def __init__(self, alpha: float | Sequence[float] = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "categorical_focal_crossentropy", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if float(gamma) < 0:
             raise InvalidOptionError(f"gamma must be >= 0; got {gamma!r}")
@@ -717,7 +733,7 @@ class CategoricalFocalCrossentropy(_Base):
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_broadcastable("CategoricalFocalCrossentropy", _dims(y_true), _dims(y_pred))
         y, y_pred = _broadcast_pair(ops.cast(y_true, y_pred.dtype), y_pred)
@@ -749,14 +765,14 @@ class CategoricalGeneralizedCrossEntropy(_Base):
 
     _config_keys = ("q",)
 
-    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy",
-                 dtype=None):
+    def __init__(self, q: float = 0.5, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "categorical_generalized_cross_entropy", dtype: Any = None) -> None:
         if not 0 < q < 1:
             raise InvalidOptionError(f"q must be in the open interval (0, 1); got {q!r}")
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.q = q
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _tensors(y_true, y_pred)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
@@ -774,30 +790,30 @@ class CategoricalGeneralizedCrossEntropy(_Base):
 class _Forward:
     """Attribute access forwarding to ``target``, with some names overridden."""
 
-    def __init__(self, target, overrides):
+    def __init__(self, target: Any, overrides: dict[str, Any]) -> None:
         object.__setattr__(self, "_target", target)
         object.__setattr__(self, "_overrides", overrides)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name in self._overrides:
             return self._overrides[name]
         return getattr(self._target, name)
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(set(dir(self._target)) | set(self._overrides))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self._target.__name__} with crossentropy's losses>"
 
 
-def _tf_proxy():
+def _tf_proxy() -> _Forward:
     import tensorflow as tf
 
     losses = _Forward(keras.losses, {n: globals()[n] for n in __all__})
     return _Forward(tf, {"keras": _Forward(keras, {"losses": losses})})
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # ``tf``: the tensorflow module whose ``tf.keras.losses.<Name>`` are this
     # module's classes, so code written against tf.keras runs with a changed
     # import line only (``from crossentropy.keras import tf``).
