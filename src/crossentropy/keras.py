@@ -356,8 +356,21 @@ def _check_smoothing(label_smoothing: float) -> float:
 
 
 def _tensors(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
-    # Loss.__call__ maps convert_to_tensor over nested lists; stack them back.
-    return ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+    # Loss.__call__ maps convert_to_tensor over nested lists; stack them back.  A variable (Keras's
+    # or TensorFlow's) stays a variable under keras.ops.convert_to_tensor, and the core wants the
+    # backend's arrays (a tf.Variable has no .ndim; a keras.Variable no array namespace): read it.
+    return _value(ops.convert_to_tensor(y_true)), _value(ops.convert_to_tensor(y_pred))
+
+
+def _value(x: Array) -> Array:
+    if isinstance(x, keras.Variable):
+        x = x.value  # the backend's own variable or array (a tf.Variable, a jax.Array, a torch Parameter)
+    if _is_tf():
+        import tensorflow as tf
+
+        if isinstance(x, tf.Variable):
+            return tf.convert_to_tensor(x)  # a read: the tape follows it to the variable
+    return x
 
 
 def _same_rank(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
