@@ -200,8 +200,9 @@ def main():
              "The exact loss is `log1p(Σ_{j≠0} e^{x_j})`; computing it as `lse − x_0` rounds it to 0 once it is",
              "below the unit roundoff.  The gradient column is `∂ℓ/∂x_0 = −S_off/(1+S_off)`.", ""]
     lines += confident_table()
-    lines += ["Keras's losses compute in its dtype policy (`float32` by default), so its float64 rows are",
-              "float32 results; PyTorch, optax and Keras all compute `lse − x_y`.", ""]
+    lines += ["Keras's losses compute in its dtype policy (`float32` by default), and so does the Keras drop-in",
+              "(a `Loss` casts its inputs to that policy before `call`): their float64 rows are float32 results;",
+              "the drop-in's float32 row shows it exact there.  PyTorch, optax and Keras all compute `lse − x_y`.", ""]
     lines += ["## The float64 mean over N = 1e6 rows", "",
               "Against `math.fsum` of the per-sample values divided by N (4 classes, logits ~ N(0, 16)).", ""]
     lines += long_sum_table()
