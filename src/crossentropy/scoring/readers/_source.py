@@ -151,7 +151,10 @@ class ByteSource:
             if stat.S_ISREG(st.st_mode):
                 self.total = st.st_size
             try:
-                raw = open(self.path, "rb")
+                # A pipe or a device is read unbuffered: a buffered reader holds its lock while a read
+                # blocks, so closing it from the main thread (after Ctrl-C, with the reader thread
+                # waiting on a silent pipe) would wait for ever; our reads are large blocks anyway.
+                raw = open(self.path, "rb") if self.total is not None else open(self.path, "rb", buffering=0)
             except OSError as e:
                 raise PredictionFileError(self.path, f"cannot read: {e.strerror or e}") from None
         self._raw = _Counting(raw)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -597,7 +598,9 @@ class CsvReader:
             # inside Arrow when the interpreter exits aborts the process.  Keep the
             # queue empty so that the reader is never blocked on it; one blocked on
             # its input (a pipe that stays silent) is in Python code and left to the exit.
-            deadline = time.monotonic() + 10.0
+            # After Ctrl-C, only a moment: a reader still alive then is waiting on its input.
+            interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+            deadline = time.monotonic() + (0.5 if interrupted else 10.0)
             while th.is_alive() and time.monotonic() < deadline:
                 try:
                     done.get_nowait()
