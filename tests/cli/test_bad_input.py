@@ -158,3 +158,18 @@ def test_usage_errors(cli):
     assert_clean_error(r, "--bins")
     r = cli("score", "--plot", "x.jpg")
     assert_clean_error(r, "PNG")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_prediction_list_of_one_value_is_refused(cli, tmp_path, fmt):
+    """Found by the fuzz: `{"label": 0, "p": [0.5]}` was scored as a binary model and called a
+    "list of 2".  One number per row in a list is ambiguous: exit 2, naming the column."""
+    if fmt == "jsonl":
+        path = tmp_path / "one.jsonl"
+        path.write_text('{"label": 0, "p": [0.5]}\n{"label": 1, "p": [0.9]}\n')
+    else:
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+        path = tmp_path / "one.parquet"
+        pq.write_table(pa.table({"label": [0, 1], "p": [[0.5], [0.9]]}), path)
+    assert_clean_error(cli("score", path), "column 'p'", "one value per row", "list of 2")

@@ -336,6 +336,10 @@ def detect_layout(path, fmt, names, head: RawChunk, opts: LayoutOptions):
     k = x.shape[1]
     if k < 1:
         raise _err(path, "the prediction list is empty", column=columns[0])
+    if is_list and k == 1:
+        # A list of one number is ambiguous (one class's score? a binary model's?): refused, not guessed.
+        raise _err(path, "the prediction list has one value per row; give a binary model's probability (or logit) "
+                         "of class 1 as a plain number, or both classes' as a list of 2", column=columns[0])
     binary = k == 1
     col_names = [columns[0]] * k if is_list else list(columns)
     n_head = head.n
