@@ -19,7 +19,7 @@ for ``hidden``, ``weight`` and ``bias`` in chunks of rows:
 
 No N×V buffer ever exists: the peak extra memory is one chunk, sized by
 ``memory_budget``.  NumPy float32/float64 arrays run the tiled engine
-(:mod:`crossentropy._linear_engine`, :mod:`crossentropy._linear_cpu`): BLAS
+(:mod:`crossentropy._linear_engine`, :mod:`crossentropy._linear_backend`): BLAS
 products into preallocated tiles and the compiled chunk kernels in place
 (``docs/linear.md``).  Other array libraries run the chunks with their own
 operations.  The unfused computation (:func:`_reference`) defines the
@@ -42,7 +42,8 @@ from ._linear_engine import _budget as engine_budget
 from ._linear_engine import cpu_layout
 from ._linear_engine import run as run_engine
 from ._validation import check_floating, check_index_target, check_reduction, check_unit_interval_option
-from ._linear_cpu import CpuBackend, NumpyMM
+from ._kernels import _chunk
+from ._linear_backend import ChunkBackend, NumpyMM
 from .categorical import check_softcap, cross_entropy
 
 __all__ = ["linear_cross_entropy", "DEFAULT_MEMORY_BUDGET"]
@@ -59,6 +60,33 @@ class _Plan:
 
     __slots__ = ("xp", "h", "w", "b", "y", "shape", "N", "D", "V", "cw", "sw", "ignore_index", "eps", "z",
                  "softcap", "reduction", "num_items", "rows", "vslice", "layout")
+
+
+def check_options(reduction, label_smoothing, z_loss, softcap, num_items_in_batch):
+    """``(label_smoothing, z_loss, softcap, num_items)`` checked (shared with the torch adapter)."""
+    check_reduction(reduction)
+    eps = check_unit_interval_option(label_smoothing, "label_smoothing")
+    try:
+        z = float(z_loss)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"z_loss must be a number >= 0; got {z_loss!r}") from None
+    if not (z >= 0.0 and math.isfinite(z)):
+        raise InvalidOptionError(f"z_loss must be a finite number >= 0; got {z_loss!r}")
+    cap = check_softcap(softcap)
+    num_items = None
+    if num_items_in_batch is not None:
+        if reduction != "mean":
+            raise InvalidOptionError(
+                f"num_items_in_batch divides the summed loss (a global mean); it needs reduction='mean', "
+                f"got reduction={reduction!r}")
+        try:
+            num_items = float(num_items_in_batch)
+        except (TypeError, ValueError):
+            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}") \
+                from None
+        if not (num_items > 0 and math.isfinite(num_items)):
+            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}")
+    return eps, z, cap, num_items
 
 
 def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_index, label_smoothing, reduction,
@@ -93,21 +121,8 @@ def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_i
     if class_weight is not None and tuple(class_weight.shape) != (V,):
         raise ShapeMismatchError(f"class_weight must have shape ({V},), one entry per class; "
                                  f"got {tuple(class_weight.shape)}")
-    check_reduction(reduction)
-    p.eps = check_unit_interval_option(label_smoothing, "label_smoothing")
-    p.z = float(z_loss)
-    if not p.z >= 0.0:
-        raise InvalidOptionError(f"z_loss must be >= 0; got {z_loss!r}")
-    p.softcap = check_softcap(softcap)
-    p.num_items = None
-    if num_items_in_batch is not None:
-        if reduction != "mean":
-            raise InvalidOptionError(
-                f"num_items_in_batch divides the summed loss (a global mean); it needs reduction='mean', "
-                f"got reduction={reduction!r}")
-        p.num_items = float(num_items_in_batch)
-        if not (p.num_items > 0 and math.isfinite(p.num_items)):
-            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}")
+    p.eps, p.z, p.softcap, p.num_items = check_options(reduction, label_smoothing, z_loss, softcap,
+                                                       num_items_in_batch)
     p.N = int(math.prod(p.shape))
     p.D, p.V = D, V
     item = np.dtype(str(hidden.dtype).replace("torch.", "")).itemsize if xp.name != "numpy" else hidden.dtype.itemsize
@@ -269,7 +284,7 @@ def _engine_ce(p: _Plan, hidden, wrt, scale, denom):
     b = None if p.b is None else np.ascontiguousarray(p.b)
     cw = None if p.cw is None else np.ascontiguousarray(p.cw, dtype=dtype)
     y = np.ascontiguousarray(p.y, dtype=np.int64)
-    bk = CpuBackend(NumpyMM(dtype), h, w, b, y, cw, kernel_options(p),
+    bk = ChunkBackend(NumpyMM(dtype), _chunk, h, w, b, y, cw, kernel_options(p),
                     want=(0 in wrt, 1 in wrt, "bias" in wrt))
     rows_loss = run_engine(bk, p.layout, scale=kernel_scale(scale, p.N) if wrt else None)
     if p.sw is not None:

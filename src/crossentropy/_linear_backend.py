@@ -1,12 +1,17 @@
-"""The CPU backend of the chunked linear cross-entropy (:mod:`crossentropy._linear_engine`).
+"""The backend of the chunked linear cross-entropy (:mod:`crossentropy._linear_engine`).
 
-One backend serves NumPy arrays and torch CPU tensors: the cross-entropy of a
-tile runs the library's compiled chunk kernels
-(:mod:`crossentropy._kernels._chunk`) on NumPy views of the tile (a torch CPU
-tensor's ``.numpy()`` shares its memory), and the matrix products run on the
-array library's own BLAS with preallocated outputs (:class:`NumpyMM`: OpenBLAS
-through ``np.matmul(out=)``; :class:`TorchMM`: MKL through ``torch.mm(out=)`` and
-``addmm_``, which accumulates in place with no temporary).
+One backend serves NumPy arrays, torch CPU tensors and torch CUDA tensors; it
+is parametrised by
+
+* the matrix products (:class:`NumpyMM`: OpenBLAS through ``np.matmul(out=)``;
+  :class:`TorchMM`: MKL or cuBLAS through ``torch.mm(out=)`` and ``addmm_``,
+  which accumulates in place with no temporary), always into preallocated
+  outputs;
+* the in-chunk cross-entropy kernels: the library's compiled CPU kernels
+  (:mod:`crossentropy._kernels._chunk`) on NumPy views of the tile (a torch CPU
+  tensor's ``.numpy()`` shares its memory), or the Triton kernels
+  (:mod:`crossentropy._kernels.triton`) on CUDA tensors.  Both have the same
+  functions, options and semantics.
 
 Every product has a shape fixed by the layout and runs in the same order
 whatever the memory budget, so the results do not depend on the budget; the
@@ -17,9 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _chunk
-
-__all__ = ["CpuBackend", "NumpyMM", "TorchMM"]
+__all__ = ["ChunkBackend", "NumpyMM", "TorchMM"]
 
 
 class NumpyMM:
@@ -37,11 +40,15 @@ class NumpyMM:
     def empty(self, n):
         return np.empty(n, self.dtype)
 
-    def zeros(self, shape):
+    def zeros(self, shape, acc=False):
         return np.zeros(shape, self.dtype)
 
     @staticmethod
-    def as_numpy(a):
+    def loss_buffer(n):
+        return np.empty(n, np.float64)
+
+    @staticmethod
+    def as_kernel(a):
         return a
 
     def _tmp(self, key, shape):
@@ -70,23 +77,34 @@ class NumpyMM:
 
 
 class TorchMM:
-    """Products on torch CPU tensors: ``torch.mm``/``addmm`` with ``out=`` and in-place ``addmm_``."""
+    """Products on torch tensors (CPU or CUDA): ``torch.mm``/``addmm`` with ``out=`` and in-place ``addmm_``.
 
-    def __init__(self, dtype):
+    ``acc_dtype`` is the dtype the weight and bias gradients are summed in over
+    the row blocks (float32 for bfloat16/float16 inputs); ``kernel_numpy``: the
+    kernels take NumPy views (the CPU kernels) rather than the tensors (Triton).
+    """
+
+    def __init__(self, dtype, device, *, acc_dtype=None, kernel_numpy=True):
         import torch
 
         self.torch = torch
-        self.dtype = dtype
+        self.dtype, self.device = dtype, device
+        self.acc_dtype = acc_dtype or dtype
+        self.kernel_numpy = kernel_numpy
 
     def empty(self, n):
-        return self.torch.empty(n, dtype=self.dtype)
+        return self.torch.empty(n, dtype=self.dtype, device=self.device)
 
-    def zeros(self, shape):
-        return self.torch.zeros(shape, dtype=self.dtype)
+    def zeros(self, shape, acc=False):
+        return self.torch.zeros(shape, dtype=self.acc_dtype if acc else self.dtype, device=self.device)
 
-    @staticmethod
-    def as_numpy(a):
-        return a.numpy()
+    def loss_buffer(self, n):
+        if self.kernel_numpy:
+            return np.empty(n, np.float64)
+        return self.torch.empty(n, dtype=self.torch.float32, device=self.device)
+
+    def as_kernel(self, a):
+        return a.numpy() if self.kernel_numpy else a
 
     def logits(self, h, w, b, out):
         if b is None:
@@ -99,11 +117,13 @@ class TorchMM:
 
     @staticmethod
     def mm_add(a, b, out, key):
+        if out.dtype != a.dtype:  # a low-precision tile into a float32 sum
+            a, b = a.to(out.dtype), b.to(out.dtype)
         out.addmm_(a, b)
 
     @staticmethod
     def col_sum_add(z, out):
-        out += z.sum(dim=0)
+        out += z.sum(dim=0, dtype=out.dtype)
 
 
 class _Tile:
@@ -115,39 +135,42 @@ class _Tile:
         self.a, self.n = a, n
 
 
-class CpuBackend:
-    """What :func:`crossentropy._linear_engine.run` needs, on the CPU.
+class ChunkBackend:
+    """What :func:`crossentropy._linear_engine.run` needs.
 
     ``h`` ``(N, D)``, ``w`` ``(V, D)`` and ``b`` ``(V,)`` (or None) are C-contiguous
-    arrays of the library ``mm`` works on (float32/float64); ``y`` an int64 NumPy
-    array ``(N,)``; ``cw`` the class weights as a NumPy array of the dtype (or
-    None); ``opts`` the kernels' options (``ignore_index``, ``label_smoothing``,
-    ``z_loss``, ``softcap``).  ``want`` says which of ``dh``, ``dw``, ``db`` to
-    accumulate (buffers of ``mm``'s library, allocated here).
+    arrays of the library ``mm`` works on; ``kern`` the kernel module
+    (:mod:`crossentropy._kernels._chunk` or :mod:`crossentropy._kernels.triton`);
+    ``y`` the int64 targets ``(N,)`` and ``cw`` the class weights (or None) as the
+    kernels take them (NumPy for the CPU kernels, tensors for Triton); ``opts``
+    the kernels' options (``ignore_index``, ``label_smoothing``, ``z_loss``,
+    ``softcap``; the targets were checked before).  ``want`` says which of
+    ``dh``, ``dw``, ``db`` to accumulate (buffers of ``mm``'s library, allocated
+    here; ``dw`` and ``db`` in ``mm``'s accumulation dtype).
     """
 
-    def __init__(self, mm, h, w, b, y, cw, opts, *, want=(False, False, False)):
-        self.mm, self.h, self.w, self.b, self.y, self.cw = mm, h, w, b, y, cw
+    def __init__(self, mm, kern, h, w, b, y, cw, opts, *, want=(False, False, False)):
+        self.mm, self.kern, self.h, self.w, self.b, self.y, self.cw = mm, kern, h, w, b, y, cw
         self.opts = opts
         self.N, self.D = int(h.shape[0]), int(h.shape[1])
         self.V = int(w.shape[0])
         want_h, want_w, want_b = want
         self.wants_grad = bool(want_h or want_w or want_b)
         self.dh = mm.empty(self.N * self.D).reshape(self.N, self.D) if want_h else None
-        self.dw = mm.zeros((self.V, self.D)) if want_w else None
-        self.db = mm.zeros((self.V,)) if want_b else None
+        self.dw = mm.zeros((self.V, self.D), acc=True) if want_w else None
+        self.db = mm.zeros((self.V,), acc=True) if want_b else None
         self._pset = dict(label_smoothing=opts["label_smoothing"], softcap=opts["softcap"])
 
     # buffers ---------------------------------------------------------------------------------
     def new_loss(self, n):
-        return np.empty(n, np.float64)
+        return self.mm.loss_buffer(n)
 
     def alloc_tiles(self, rows, widths):
         return [self.mm.empty(rows * w) for w in widths]
 
     def view(self, buf, r, w):
         a = buf[: r * w].reshape(r, w)
-        return _Tile(a, self.mm.as_numpy(a))
+        return _Tile(a, self.mm.as_kernel(a))
 
     def begin_block(self, r0, r1):
         pass
@@ -194,21 +217,22 @@ class CpuBackend:
 
     def ce_full(self, z, r0, r1, s):
         kw = {} if s is None else dict(grad_scale=s, grad_into=z.n)
-        loss, _ = _chunk.chunk_cross_entropy(z.n, self.y[r0:r1], weight=self.cw, **self.opts, **kw)
+        loss, _ = self.kern.chunk_cross_entropy(z.n, self.y[r0:r1], weight=self.cw, validate=False, **self.opts,
+                                                **kw)
         return loss
 
     def partials(self, z, r0, r1, v0, v1):
-        return _chunk.vocab_partials(z.n, self.y[r0:r1], class_offset=v0, num_classes=self.V,
+        return self.kern.vocab_partials(z.n, self.y[r0:r1], class_offset=v0, num_classes=self.V,
                                      weight=self._cw(v0, v1), **self._pset)
 
-    @staticmethod
-    def merge(parts):
-        return _chunk.merge_partials(parts)
+    def merge(self, parts):
+        return self.kern.merge_partials(parts)
 
     def finish(self, z, r0, r1, v0, v1, merged, s, write_loss):
         kw = {} if s is None else dict(grad_scale=s, grad_into=z.n)
-        loss, _ = _chunk.vocab_finish(z.n, self.y[r0:r1], merged, class_offset=v0, num_classes=self.V,
-                                      weight=self._cw(v0, v1), write_loss=write_loss, **self.opts, **kw)
+        loss, _ = self.kern.vocab_finish(z.n, self.y[r0:r1], merged, class_offset=v0, num_classes=self.V,
+                                         weight=self._cw(v0, v1), write_loss=write_loss, validate=False,
+                                         **self.opts, **kw)
         return loss
 
     @staticmethod
