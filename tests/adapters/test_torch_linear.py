@@ -325,7 +325,7 @@ def test_every_row_ignored_gives_nan_mean_as_torch():
     got = _run(lce, H64, W64, y)
     want = _run(_torch_ref, H64, W64, y)
     assert torch.isnan(got[0]) and torch.isnan(want[0])
-    for a, b in zip(got[1:], want[1:]):  # PyTorch's gradients are zeros there
+    for a, b in zip(got[1:3], want[1:3]):  # PyTorch's gradients are zeros there
         assert torch.equal(a, b) and not a.abs().sum()
 
 
