@@ -374,3 +374,24 @@ def test_bad_input_is_a_clear_error_before_any_work(call, err, msg, monkeypatch)
     monkeypatch.setattr(tl, "run_engine", no_work)
     with pytest.raises(err, match=msg):
         call()
+
+
+def test_cuda_path_under_the_triton_interpreter():
+    """The CUDA route (torch.mm + the Triton in-chunk kernel, float32 and bfloat16) on CPU tensors under
+    TRITON_INTERPRET=1, in a fresh process; its speed on a GPU is not measured here (no GPU)."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    here = pathlib.Path(__file__).parent
+    src = str(pathlib.Path(ce.__file__).parent.parent)
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([src] + [p for p in sys.path if p]))
+    out = subprocess.run([sys.executable, "-W", "ignore", str(here / "_triton_linear_cases.py")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(results) == 10
+    for case, (errs, tol) in results.items():
+        assert max(errs) <= tol, (case, errs)

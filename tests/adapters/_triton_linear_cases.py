@@ -1,0 +1,62 @@
+"""The CUDA path of crossentropy.torch.linear (cuBLAS → torch.mm here, the Triton in-chunk kernel) on CPU
+tensors under Triton's interpreter: ``TRITON_INTERPRET=1 python _triton_linear_cases.py`` prints one JSON
+line ``{case: [max relative error of loss, dh, dW, db vs the float64 unfused composition, tolerance]}``.
+
+Run by ``test_torch_linear.py::test_cuda_path_under_the_triton_interpreter`` in a fresh process
+(the interpreter only takes effect if the variable is set before triton is imported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+
+from crossentropy.torch import linear as tl
+
+
+def main():
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        sys.exit("run with TRITON_INTERPRET=1 (set before triton is imported)")
+    tl._TRITON_ON_CPU = True
+    g = torch.Generator().manual_seed(4)
+    n, d, v = 11, 6, 40
+    h, w, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((n, d), (v, d), (v,)))
+    y = torch.randint(0, v, (n,), generator=g)
+    y[[2, 7]] = -100
+    cw = torch.rand(v, generator=g, dtype=torch.float64) + 0.5
+    cases = {
+        "plain_mean": dict(),
+        "sum_bias_weight": dict(reduction="sum", weight=cw),
+        "none_all_options": dict(reduction="none", weight=cw, label_smoothing=0.1, z_loss=1e-2, softcap=3.0),
+        "num_items_smoothing": dict(num_items_in_batch=13, label_smoothing=0.2),
+        "two_row_blocks": dict(z_loss=1e-3, memory_budget=5 * v * 4),
+    }
+    out = {}
+    for dtype, tol in ((torch.float32, 2e-5), (torch.bfloat16, 3e-2)):
+        for name, kw in cases.items():
+            res = []
+            for fused in (True, False):
+                tl._TRITON_ON_CPU = fused
+                hh, ww, bb = (t.detach().to(dtype if fused else torch.float64).clone().requires_grad_(True)
+                              for t in (h, w, b))
+                kk = dict(kw)
+                if "weight" in kk:
+                    kk["weight"] = kk["weight"].to(hh.dtype)
+                if not fused:
+                    kk.pop("memory_budget", None)
+                loss = tl.linear_cross_entropy(hh, ww, y, linear_bias=bb, ignore_index=-100, **kk)
+                if fused:
+                    assert type(loss.grad_fn).__name__ == "_FusedBackward", loss.grad_fn
+                go = torch.linspace(0.5, 1.5, n, dtype=loss.dtype) if loss.dim() else None
+                loss.backward(go)
+                res.append([loss.detach().double(), hh.grad.double(), ww.grad.double(), bb.grad.double()])
+            errs = [float((a - r).abs().max() / r.abs().max()) for a, r in zip(*res)]
+            out[f"{str(dtype)[6:]}-{name}"] = [errs, tol]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
