@@ -61,8 +61,9 @@ __all__ = ["Layout", "cpu_layout", "single_tile_layout", "run", "TILE_CLASSES", 
 #: Classes per tile on the CPU: a tile's logits and the gradient products are
 #: BLAS calls of this width (the last tile of the vocabulary is narrower).
 #: Wide tiles keep the products near the BLAS's large-matrix speed (measured
-#: on N=2048, D=1024, V=32000: 2048-wide tiles cost ~5-10 % more than 8192).
-TILE_CLASSES = 8192
+#: on N=1024, D=1024, V=32000, 2 threads: 2048-wide tiles cost ~35 % more than
+#: 16384-wide ones, 8192-wide ~12 % more).
+TILE_CLASSES = 16384
 #: Rows per block on the CPU: as many as make ``ROW_BLOCK_BYTES`` of logits,
 #: a multiple of ``ROW_MULTIPLE``, between ``ROW_MULTIPLE`` and ``MAX_ROWS``.
 #: A block's tiles fit the default budget (one pass), and the row count (the
