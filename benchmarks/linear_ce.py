@@ -17,7 +17,8 @@ Variants (forward + backward of ``loss = mean CE(h Wᵀ, y)``, gradients for ``h
 
 CPU method: one worker process per shape; rounds interleave the variants (``ours, unfused, torch_chunked,
 floor``, then again) after one warm-up call each; the table gives medians over the rounds and ratios of
-medians.  Peak extra memory: the growth of the resident set during one call (``/proc/self/clear_refs``
+medians.  The large shape (a few minutes a call) runs one call per variant, each in its own process, without
+warm-up.  Peak extra memory: the growth of the resident set during a timed call (``/proc/self/clear_refs``
 resets the high-water mark, ``VmHWM`` after the call minus ``VmRSS`` before; glibc's mmap threshold is
 pinned at 64 KiB so that freed tensors leave the resident set at once), minus the bytes of the gradients
 the call returns (``∂h`` and ``∂W``: the same for every variant).  It includes everything else the call
@@ -104,17 +105,23 @@ def _worker(N, D, V, rounds, variants):
     fns = {"ours": ours, "unfused": unfused, "torch_chunked": torch_chunked, "floor": floor}
     fns = {k: fns[k] for k in variants}
     times = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up (BLAS workspaces, lazy imports)
+    peaks = {}
+    grads_mib = (N * D + V * D) * 4 / 2**20
+    if rounds > 1:
+        for fn in fns.values():  # warm-up (BLAS workspaces, lazy imports)
+            fn()
+
+    def timed(fn):
+        t0 = time.perf_counter()
         fn()
+        return time.perf_counter() - t0
+
     for _ in range(rounds):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    grads_mib = (N * D + V * D) * 4 / 2**20
-    peaks = {}
-    for k, fn in fns.items():
-        peaks[k] = peak_mib(fn) - grads_mib  # the returned gradients are alive at the high-water mark
+            # the peak of the call too (the returned gradients are alive at the high-water mark)
+            dt = []
+            peaks[k] = peak_mib(lambda fn=fn: dt.append(timed(fn))) - grads_mib
+            times[k].append(dt[0])
     return {"times": times, "peaks": peaks, "grads_mib": grads_mib}
 
 
@@ -275,7 +282,16 @@ def main(argv=None):
             if a.groups and group not in a.groups:
                 continue
             print(f"{group}: N={N} D={D} V={V}, {rounds} rounds ...", flush=True)
-            rows += _rows(group, N, D, V, rounds, _run_worker(N, D, V, rounds, variants))
+            if rounds > 1:
+                res = _run_worker(N, D, V, rounds, variants)
+            else:  # one call each (the large shape): a process per variant, no warm-up
+                res = {"times": {}, "peaks": {}}
+                for v in variants:
+                    r = _run_worker(N, D, V, 1, [v])
+                    res["times"].update(r["times"])
+                    res["peaks"].update(r["peaks"])
+                    res["grads_mib"] = r["grads_mib"]
+            rows += _rows(group, N, D, V, rounds, res)
     print(f"fused linear cross-entropy, {a.device}, {os.cpu_count()} cores, float32 forward + backward "
           "(medians of interleaved rounds; peak extra = resident-set growth minus the gradients)")
     print(_table(rows))
