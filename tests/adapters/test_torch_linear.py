@@ -376,9 +376,10 @@ def test_bad_input_is_a_clear_error_before_any_work(call, err, msg, monkeypatch)
         call()
 
 
-def test_cuda_path_under_the_triton_interpreter():
-    """The CUDA route (torch.mm + the Triton in-chunk kernel, float32 and bfloat16) on CPU tensors under
-    TRITON_INTERPRET=1, in a fresh process; its speed on a GPU is not measured here (no GPU)."""
+def test_cuda_paths_under_the_triton_interpreter():
+    """The CUDA routes on CPU tensors under TRITON_INTERPRET=1, in a fresh process: the fused linear CE
+    (torch.mm + the Triton in-chunk kernel, float32 and bfloat16) and plain cross_entropy through the
+    device kernel; their speed on a GPU is not measured here (no GPU)."""
     import json
     import os
     import pathlib
@@ -388,10 +389,10 @@ def test_cuda_path_under_the_triton_interpreter():
     here = pathlib.Path(__file__).parent
     src = str(pathlib.Path(ce.__file__).parent.parent)
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([src] + [p for p in sys.path if p]))
-    out = subprocess.run([sys.executable, "-W", "ignore", str(here / "_triton_linear_cases.py")], env=env,
+    out = subprocess.run([sys.executable, "-W", "ignore", str(here / "_triton_torch_cases.py")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(results) == 10
+    assert len(results) == 14
     for case, (errs, tol) in results.items():
         assert max(errs) <= tol, (case, errs)
