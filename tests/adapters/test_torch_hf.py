@@ -135,5 +135,15 @@ def test_eval_mode_and_restore_keep_the_logits():
     model.train()
     use_fused_loss(model, enabled=False)
     assert model(input_ids=ids, labels=labels).logits is not None
+    # a copy of a patched model is patched on its own (Trainer/EMA deep copies), and Trainer's signature
+    # checks see the model's parameters
+    import inspect
+
+    use_fused_loss(model)
+    clone = copy.deepcopy(model)
+    assert clone.forward.__self__ is clone and clone._crossentropy_original_forward.__self__ is clone
+    params = inspect.signature(clone.forward).parameters
+    assert "input_ids" in params and "labels" in params and any(p.kind == p.VAR_KEYWORD for p in params.values())
+    assert clone(input_ids=ids, labels=labels).logits is None
     with pytest.raises(InvalidOptionError, match="ForCausalLM layout"):
         use_fused_loss(torch.nn.Linear(2, 2))

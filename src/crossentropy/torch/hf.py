@@ -32,6 +32,7 @@ restores the original forward.
 from __future__ import annotations
 
 import functools
+import types
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ def use_fused_loss(model, *, z_loss: float = 0.0, memory_budget: int | None = No
     loss has none); ``memory_budget`` bounds the logits held at once (bytes).
     ``enabled=False`` restores the model's own forward.
     """
-    original = getattr(model, "_crossentropy_original_forward", None)
+    original = model.__dict__.get("_crossentropy_original_forward")
     if not enabled:
         if original is not None:
             model.forward = original
@@ -69,16 +70,19 @@ def use_fused_loss(model, *, z_loss: float = 0.0, memory_budget: int | None = No
         return model
     _check_layout(model)
     if original is None:
-        original = model.forward
-        model._crossentropy_original_forward = original
+        model._crossentropy_original_forward = model.forward
 
-    @functools.wraps(original)
-    def forward(*args, labels=None, **kwargs):
-        if labels is None or not model.training or args or kwargs.get("logits_to_keep", 0) not in (0, None):
-            return original(*args, labels=labels, **kwargs)
-        return _fused_forward(model, labels, kwargs, z_loss, memory_budget)
+    # a method bound to the model (not a closure over it): copy.deepcopy(model) rebinds it to the copy;
+    # wrapped with the class's forward so that inspect.signature (Trainer's column and loss-kwargs
+    # checks) sees the model's own parameters
+    @functools.wraps(type(model).forward)
+    def forward(self, *args, labels=None, **kwargs):
+        own = self._crossentropy_original_forward
+        if labels is None or not self.training or args or kwargs.get("logits_to_keep", 0) not in (0, None):
+            return own(*args, labels=labels, **kwargs)
+        return _fused_forward(self, labels, kwargs, z_loss, memory_budget)
 
-    model.forward = forward
+    model.forward = types.MethodType(forward, model)
     return model
 
 
