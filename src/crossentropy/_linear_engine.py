@@ -65,13 +65,17 @@ __all__ = ["Layout", "cpu_layout", "single_tile_layout", "run", "TILE_CLASSES", 
 #: 16384-wide ones, 8192-wide ~12 % more).
 TILE_CLASSES = 16384
 #: Rows per block on the CPU: as many as make ``ROW_BLOCK_BYTES`` of logits,
-#: a multiple of ``ROW_MULTIPLE``, between ``ROW_MULTIPLE`` and ``MAX_ROWS``.
-#: A block's tiles fit the default budget (one pass), and the row count (the
-#: inner dimension of ∂W's products) stays large: 384 rows at V = 32000 float32.
+#: a multiple of ``ROW_MULTIPLE``, between ``MIN_ROWS`` and ``MAX_ROWS``: 384
+#: rows at V = 32000 float32 (a 47 MiB block).  The row count is the inner
+#: dimension of ∂W's products, which must stay large: on one thread, D = 2048,
+#: V = 128256, blocks of 96 rows cost 1.40× the three products, blocks of 384
+#: rows 1.00× (one pass) or 1.34× (two passes).
 ROW_BLOCK_BYTES = 48 << 20
 ROW_MULTIPLE = 16
+MIN_ROWS = 384
 MAX_ROWS = 512
-#: Default bound on the logits held at once (bytes).
+#: Default bound on the logits held at once (bytes); on the CPU the default is this or one block
+#: of rows, whichever is larger (one pass: the three products), e.g. 188 MiB at V = 128256 float32.
 DEFAULT_MEMORY_BUDGET = 64 << 20
 
 
@@ -111,15 +115,16 @@ def _budget(memory_budget, default):
 
 
 def cpu_layout(N: int, V: int, item: int, memory_budget=None, threads: int = 1) -> Layout:
-    """The CPU layout: tile shape from ``(N, V, item)`` only; the budget picks one or two passes.
+    """The CPU layout: tile shape from ``(N, V, item)`` only; the budget picks one or two passes
+    (default: one pass).
 
     Raises :class:`InvalidOptionError` for a budget below one tile of logits.
     """
-    budget = _budget(memory_budget, DEFAULT_MEMORY_BUDGET)
     width = max(1, min(V, TILE_CLASSES))
     ntiles = max(1, -(-V // width))
     rows = (ROW_BLOCK_BYTES // max(1, V * item)) // ROW_MULTIPLE * ROW_MULTIPLE
-    rows = max(1, min(max(ROW_MULTIPLE, min(MAX_ROWS, rows)), N))
+    rows = max(1, min(max(MIN_ROWS, min(MAX_ROWS, rows)), N))
+    budget = _budget(memory_budget, max(DEFAULT_MEMORY_BUDGET, rows * V * item))
     tile = rows * width * item
     if budget < tile:
         raise InvalidOptionError(

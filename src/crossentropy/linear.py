@@ -327,10 +327,11 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     ``weight`` (1) and ``bias`` come from
     ``value_and_grad(linear_cross_entropy, h, W, y, wrt=(0, 1, "bias"), bias=b)``.
 
-    ``memory_budget`` (bytes, default 64 MiB) bounds the logits held at once.
+    ``memory_budget`` (bytes; default 64 MiB, or on NumPy float32/float64 one
+    block of rows if that is larger) bounds the logits held at once.
     On NumPy float32/float64 (the compiled kernels) the logits come in tiles
-    whose shape depends on ``(N, V, dtype)`` alone (up to 2048 classes × a
-    block of rows); a budget that holds a block's tiles runs one pass (three
+    whose shape depends on ``(N, V, dtype)`` alone (up to 16384 classes × a
+    block of 384–512 rows); a budget that holds a block's tiles runs one pass (three
     matrix products, the floor), a smaller one two passes (the logits are
     computed twice, four products), and a budget below one tile is an error.
     The results are bitwise identical for every budget and thread count

@@ -33,7 +33,7 @@ Y_IGN[[1, 5, 6]] = -100
 CW = torch.rand(V, generator=G, dtype=torch.float64) * 1.5 + 0.3
 
 # small tiles: V = 37 in 5 tiles of 8 classes, blocks of 4 rows (budgets pick one or two passes)
-SMALL = dict(TILE_CLASSES=8, ROW_BLOCK_BYTES=4 * V * 8, ROW_MULTIPLE=1)
+SMALL = dict(TILE_CLASSES=8, ROW_BLOCK_BYTES=4 * V * 8, ROW_MULTIPLE=1, MIN_ROWS=1)
 TILE = 4 * 8 * 8
 LAYOUTS = {"default": (None, None), "one_pass": (SMALL, None), "two_pass": (SMALL, TILE),
            "two_pass_2": (SMALL, 2 * TILE)}
@@ -202,6 +202,7 @@ def test_bitwise_identical_across_threads_and_budgets(monkeypatch):
     g = torch.Generator().manual_seed(3)
     n, d, v = 70, 24, 300
     monkeypatch.setattr(engine, "TILE_CLASSES", 64)
+    monkeypatch.setattr(engine, "MIN_ROWS", 16)
     monkeypatch.setattr(engine, "ROW_BLOCK_BYTES", 16 * v * 4)
     h, w, b = (torch.randn(*s, generator=g) for s in ((n, d), (v, d), (v,)))
     y = torch.randint(0, v, (n,), generator=g)

@@ -48,7 +48,7 @@ def _rel(a, b):
 
 # The engine's tile shape is fixed by the problem's shape (V = 41 is one tile, N = 23 one block by default);
 # small tiles make the small test problem run every mode: 6 tiles of 8 classes (the last 1), blocks of 5 rows.
-SMALL_TILES = dict(TILE_CLASSES=8, ROW_BLOCK_BYTES=5 * V * 8, ROW_MULTIPLE=1)
+SMALL_TILES = dict(TILE_CLASSES=8, ROW_BLOCK_BYTES=5 * V * 8, ROW_MULTIPLE=1, MIN_ROWS=1)
 TILE = 5 * 8 * 8  # bytes of one small float64 tile
 # budget -> mode: None (default) one pass; TILE, 3·TILE two passes (1 or 3 tiles in flight)
 LAYOUTS = {"default": (None, None), "tiles_one_pass": (SMALL_TILES, None), "tiles_two_pass": (SMALL_TILES, TILE),
@@ -149,12 +149,12 @@ def test_float32_error_no_larger_than_unfused(dtype, layout):
        smooth=st.sampled_from([0.0, 0.2]), z=st.sampled_from([0.0, 1e-2]), cap=st.sampled_from([None, 2.0]),
        red=st.sampled_from(["mean", "sum", "none"]), seed=st.integers(0, 2**16))
 def test_hypothesis_shapes(n, v, d, rows, width, inflight, smooth, z, cap, red, seed):
-    saved = engine.TILE_CLASSES, engine.ROW_BLOCK_BYTES, engine.ROW_MULTIPLE
-    engine.TILE_CLASSES, engine.ROW_BLOCK_BYTES, engine.ROW_MULTIPLE = width, rows * v * 8, 1
+    saved = engine.TILE_CLASSES, engine.ROW_BLOCK_BYTES, engine.ROW_MULTIPLE, engine.MIN_ROWS
+    engine.TILE_CLASSES, engine.ROW_BLOCK_BYTES, engine.ROW_MULTIPLE, engine.MIN_ROWS = width, rows * v * 8, 1, 1
     try:
         _hypothesis_case(n, v, d, min(rows, max(n, 1)) * min(width, v) * 8 * inflight, smooth, z, cap, red, seed)
     finally:
-        engine.TILE_CLASSES, engine.ROW_BLOCK_BYTES, engine.ROW_MULTIPLE = saved
+        engine.TILE_CLASSES, engine.ROW_BLOCK_BYTES, engine.ROW_MULTIPLE, engine.MIN_ROWS = saved
 
 
 def _hypothesis_case(n, v, d, budget, smooth, z, cap, red, seed):
@@ -240,6 +240,7 @@ def test_bitwise_identical_across_threads_and_budgets(dtype, monkeypatch):
     rng = np.random.default_rng(5)
     n, d, v = 70, 24, 300
     monkeypatch.setattr(engine, "TILE_CLASSES", 64)
+    monkeypatch.setattr(engine, "MIN_ROWS", 16)
     monkeypatch.setattr(engine, "ROW_BLOCK_BYTES", 16 * v * np.dtype(dtype).itemsize)
     h, w, b = (rng.standard_normal(s).astype(dtype) for s in ((n, d), (v, d), (v,)))
     y = rng.integers(0, v, n)

@@ -389,8 +389,9 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     (keyword-only): ``z_loss`` (ζ, per counted row), ``softcap`` (s > 0),
     ``num_items_in_batch`` (the mean's denominator: micro-batch gradients then
     add up to the full batch's), ``memory_budget`` (bytes of logits held at
-    once; default 64 MiB on the CPU, :data:`CUDA_MEMORY_BUDGET` on CUDA; too
-    small for one tile is an error).  ``options`` is accepted and ignored.
+    once; default on the CPU 64 MiB or one block of rows, whichever is
+    larger, :data:`CUDA_MEMORY_BUDGET` on CUDA; too small for one tile is an
+    error).  ``options`` is accepted and ignored.
     Returns the loss in the input's dtype (``(N,)`` / ``()`` with
     ``reduction='none'``).
 
