@@ -264,7 +264,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, few rounds, temporary output folder")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--groups", nargs="+", help="run only these groups (target, scale_N, scale_V, large)")
+    ap.add_argument("--groups", nargs="+", help="run only these groups (target, scale_N, scale_V, large); the "
+                                                "other groups' rows already in the output folder are kept")
     ap.add_argument("--out", type=Path, help="output folder (default: benchmarks/results, or a temporary "
                                                  "folder with --quick)")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
@@ -292,6 +293,10 @@ def main(argv=None):
                     res["peaks"].update(r["peaks"])
                     res["grads_mib"] = r["grads_mib"]
             rows += _rows(group, N, D, V, rounds, res)
+    previous = out / "linear_ce.json"
+    if a.groups and previous.exists():  # a partial rerun keeps the other groups' rows (each group is its own run)
+        kept = [r for r in json.loads(previous.read_text())["rows"] if r["group"] not in a.groups]
+        rows = [r for r in kept if r["group"] != "large"] + rows + [r for r in kept if r["group"] == "large"]
     print(f"fused linear cross-entropy, {a.device}, {os.cpu_count()} cores, float32 forward + backward "
           "(medians of interleaved rounds; peak extra = resident-set growth minus the gradients)")
     print(_table(rows))
