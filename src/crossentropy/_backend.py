@@ -15,6 +15,13 @@ of a library other than NumPy decides; Python scalars, lists and NumPy arrays
 map to NumPy.  Mixing two non-NumPy libraries is an error.  Nothing is
 imported until an array of that library is seen.
 
+A library without an array-API namespace (TensorFlow) is taught to
+``namespace`` by an adapter: :func:`register_library` maps its top-level
+module name to an :class:`Ops` subclass and a concreteness test.  The core
+itself never imports such a library; ``crossentropy.keras`` registers
+TensorFlow's tensors (with an :class:`Ops` written in ``keras.ops``) when it
+is imported.
+
 Values are read (``bool(...)``) only by validation, and only for
 :func:`concrete` arrays: a JAX tracer inside ``jit``, a Dask array, a tensor
 under ``torch.compile`` tracing or a ``vmap``-batched tensor has no values to
@@ -31,7 +38,7 @@ import numpy as np
 
 from ._errors import InvalidDTypeError, InvalidOptionError
 
-__all__ = ["namespace", "Ops", "concrete", "log_of_base"]
+__all__ = ["namespace", "Ops", "concrete", "log_of_base", "register_library"]
 
 
 class Ops:
@@ -58,6 +65,10 @@ class Ops:
         import array_api_compat
 
         return array_api_compat.device(x)
+
+    def dtype_named(self, name: str):
+        """The library's dtype for a NumPy dtype name (``'int64'``), or None if it has none."""
+        return getattr(self.xp, name, None)
 
     # -- construction --------------------------------------------------------------------
     def asarray(self, x, dtype=None, like=None):
@@ -185,6 +196,13 @@ class Ops:
         """Boolean mask ``c == k`` along ``axis`` for a keepdims index array ``k``."""
         return self.class_column(self.arange_like(num_classes, k), axis, ndim) == k
 
+    def concat(self, arrays, axis=0):
+        return self.xp.concat(arrays, axis=axis)
+
+    def first_true(self, mask) -> int:
+        """Row-major position of the first True entry of ``mask`` (error messages only)."""
+        return int(self.xp.argmax(self.xp.astype(self.xp.reshape(mask, (-1,)), self.xp.int8), axis=0))
+
     def any(self, x) -> bool:
         return bool(self.xp.any(x))
 
@@ -217,19 +235,18 @@ class Ops:
         The error is about one ulp of the result plus O(N·ε²)·Σ|x|, against
         the O(log N · ε)·Σ|x| of plain pairwise summation.
         """
-        xp = self.xp
-        hi = xp.reshape(x, (-1,))
+        # Written with this object's own methods, so that a subclass for a library
+        # without an array-API namespace (KerasOps) gets it unchanged.
+        hi = self.reshape(x, (-1,))
         n = int(hi.shape[0])
-        if n == 0:
-            return xp.sum(hi)
         if n <= 2:
-            return xp.sum(hi)
+            return self.sum(hi)
         lo = None
         while n > 1:
             if n % 2:
-                hi = xp.concat([hi, xp.zeros((1,), dtype=hi.dtype, device=self.device(hi))])
+                hi = self.concat([hi, self.zeros((1,), like=hi)])
                 if lo is not None:
-                    lo = xp.concat([lo, xp.zeros((1,), dtype=lo.dtype, device=self.device(lo))])
+                    lo = self.concat([lo, self.zeros((1,), like=lo)])
                 n += 1
             a, b = hi[0::2], hi[1::2]
             s = a + b
@@ -240,7 +257,7 @@ class Ops:
             n //= 2
         # An infinite partial sum makes err NaN (inf − inf); the plain sum is right then.
         total = hi[0] + lo[0]
-        return xp.where(xp.isfinite(hi[0]), total, hi[0])
+        return self.where(self.isfinite(hi[0]), total, hi[0])
 
 
 class _NumpyOps(Ops):
@@ -301,6 +318,11 @@ class _TorchOps(Ops):
     def take(self, x, idx):
         return x[idx]
 
+    def take_along_axis(self, x, idx, axis):
+        # torch.take_along_dim takes int64 indices only; int32 class labels (Keras casts to them) are cast.
+        return self.xp.take_along_axis(x, idx if idx.dtype == self.xp.int64 else self.xp.astype(idx, self.xp.int64),
+                                       axis=axis)
+
 
 _NUMPY: Ops = _NumpyOps(np if hasattr(np, "isdtype") else None, "numpy")  # type: ignore[arg-type]
 if _NUMPY.xp is None:  # NumPy < 2: the compat wrapper supplies the array-API names
@@ -308,6 +330,22 @@ if _NUMPY.xp is None:  # NumPy < 2: the compat wrapper supplies the array-API na
 
     _NUMPY = _NumpyOps(_compat_np, "numpy")
 _cache: dict[Any, Ops] = {}
+# Libraries taught by an adapter (register_library): module name -> (make Ops, concreteness test).
+_registered: dict[str, tuple[Any, Any]] = {}
+
+
+def register_library(module: str, make, is_concrete) -> None:
+    """Teach :func:`namespace` the arrays of a library that has no array-API namespace.
+
+    ``module`` is the top-level module of the array type (``'tensorflow'``);
+    ``make()`` returns the :class:`Ops` for it and ``is_concrete(x)`` says
+    whether ``x``'s values can be read now (False for a graph tensor, so the
+    value checks are skipped there, as for a JAX tracer).  Adapters call this
+    when they are imported (``crossentropy.keras``); the core imports nothing
+    of the library.
+    """
+    _registered[module] = (make, is_concrete)
+    _cache.pop(module, None)
 
 
 def _library(a) -> str | None:
@@ -320,6 +358,8 @@ def _library(a) -> str | None:
         return "torch"
     if mod in ("jax", "jaxlib"):
         return "jax"
+    if mod in _registered:
+        return mod
     if hasattr(a, "__array_namespace__") or mod in ("cupy", "dask", "sparse", "ndonnx"):
         return mod
     return None
@@ -356,6 +396,8 @@ def _make(lib: str, example) -> Ops:
         import jax.numpy as jnp
 
         return _JaxOps(jnp, "jax")
+    if lib in _registered:
+        return _registered[lib][0]()
     try:
         import array_api_compat
 
@@ -394,6 +436,8 @@ def concrete(x) -> bool:
                 return False
             x = functorch.get_unwrapped(x)
         return True
+    if lib in _registered:
+        return bool(_registered[lib][1](x))
     import array_api_compat
 
     return not array_api_compat.is_lazy_array(x)

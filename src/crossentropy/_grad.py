@@ -14,35 +14,38 @@ options such as ``"bias"``), and returns ``(value, {key: gradient})``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence, TypeVar, Union
 
 import numpy as np
 
 from ._errors import InvalidOptionError
+from ._typing import Array, ArrayLike
 
 __all__ = ["value_and_grad", "grad"]
 
-Key = Union[int, str]
+Key = Union[int, str]  # an array argument's position, or a keyword array option's name
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class _Entry:
     __slots__ = ("impl", "names", "differentiable")
 
-    def __init__(self, impl, names, differentiable):
+    def __init__(self, impl: Callable[..., Any], names: Sequence[str], differentiable: Sequence[Key]) -> None:
         self.impl, self.names, self.differentiable = impl, tuple(names), tuple(differentiable)
 
 
-_IMPLS: dict = {}
+_IMPLS: dict[Callable[..., Any], _Entry] = {}
 
 
-def register(public: Callable, impl: Callable, names: Sequence[str], differentiable: Sequence[Key] = (0,)) -> None:
+def register(public: Callable[..., Any], impl: Callable[..., Any], names: Sequence[str],
+             differentiable: Sequence[Key] = (0,)) -> None:
     """``public(*arrays, **options)`` is computed by ``impl``; ``names`` are its array arguments."""
     _IMPLS[public] = _Entry(impl, names, differentiable)
 
 
-def _keys(entry: _Entry, fn, wrt) -> tuple:
+def _keys(entry: _Entry, fn: Callable[..., Any], wrt: Key | Sequence[Key]) -> tuple[tuple[Key, ...], bool]:
     single = not isinstance(wrt, (tuple, list))
-    keys = (wrt,) if single else tuple(wrt)
+    keys = tuple(wrt) if isinstance(wrt, (tuple, list)) else (wrt,)
     if not keys:
         raise InvalidOptionError("wrt must name at least one argument")
     out = []
@@ -65,8 +68,8 @@ def _keys(entry: _Entry, fn, wrt) -> tuple:
     return tuple(out), single
 
 
-def value_and_grad(fn: Callable, /, *arrays: Any, wrt: Union[Key, Sequence[Key]] = 0, grad_output: Any = None,
-                   **options: Any) -> tuple:
+def value_and_grad(fn: Callable[..., Any], /, *arrays: ArrayLike, wrt: Union[Key, Sequence[Key]] = 0,
+                   grad_output: ArrayLike | None = None, **options: Any) -> tuple[Array, Any]:
     r"""The value of ``fn(*arrays, **options)`` and its gradient.
 
     ``wrt`` names what to differentiate with respect to: the position of an
@@ -108,8 +111,8 @@ def value_and_grad(fn: Callable, /, *arrays: Any, wrt: Union[Key, Sequence[Key]]
     return value, tuple(grads[k] for k in keys)
 
 
-def grad(fn: Callable, /, *arrays: Any, wrt: Union[Key, Sequence[Key]] = 0, grad_output: Any = None,
-         **options: Any) -> Any:
+def grad(fn: Callable[..., Any], /, *arrays: ArrayLike, wrt: Union[Key, Sequence[Key]] = 0,
+         grad_output: ArrayLike | None = None, **options: Any) -> Any:
     """Only the gradient part of :func:`value_and_grad`.
 
     >>> import numpy as np
@@ -120,7 +123,7 @@ def grad(fn: Callable, /, *arrays: Any, wrt: Union[Key, Sequence[Key]] = 0, grad
     return value_and_grad(fn, *arrays, wrt=wrt, grad_output=grad_output, **options)[1]
 
 
-def quiet(impl):
+def quiet(impl: _F) -> _F:
     """Silence NumPy's floating-point warnings inside a loss implementation.
 
     ``log(0) = -inf`` and ``0·inf`` guarded by ``where`` are intended results
@@ -128,7 +131,7 @@ def quiet(impl):
     """
 
     @functools.wraps(impl)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         # Only NumPy has floating-point warnings; other libraries (and torch.compile's
         # tracer, which cannot trace np.errstate) run the implementation directly.
         if any(type(a) is np.ndarray for a in args):
@@ -136,4 +139,4 @@ def quiet(impl):
                 return impl(*args, **kwargs)
         return impl(*args, **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps impl's signature

@@ -76,7 +76,7 @@ def _locate(xp, mask) -> tuple:
     if xp.name == "numpy":
         flat = int(np.flatnonzero(mask)[0])
     else:
-        flat = int(xp.argmax(xp.xp.astype(xp.reshape(mask, (-1,)), xp.xp.int8), axis=0))
+        flat = xp.first_true(mask)
     return tuple(int(i) for i in np.unravel_index(flat, shape))
 
 
@@ -104,15 +104,23 @@ def check_weights(xp, w, name: str):
     return w
 
 
-def check_probabilities(xp, p, name: str) -> None:
+def check_probabilities(xp, p, name: str, *, renormalised: bool = False) -> None:
     """Every entry in [0, 1] (NaN passes: it propagates).  Skipped for arrays
-    without readable values (JAX tracers, lazy arrays): see ``_backend.concrete``."""
+    without readable values (JAX tracers, lazy arrays): see ``_backend.concrete``.
+
+    ``renormalised``: the loss divides each row by its sum first (Keras's
+    categorical losses, ``compat='keras'``), so any non-negative scores are
+    valid there and only a negative entry is an error."""
     if not concrete(p):
         return
     with xp.eager():
-        bad = (p < 0) | (p > 1)
+        bad = (p < 0) if renormalised else (p < 0) | (p > 1)
         if xp.any(bad):
             pos = _locate(xp, bad)
+            if renormalised:
+                raise ProbabilityRangeError(
+                    f"{_fmt_pos(name, pos)} = {_value_at(xp, p, pos)!r} is negative; {name} must hold non-negative "
+                    "scores (each row is renormalised to sum 1)")
             raise ProbabilityRangeError(
                 f"{_fmt_pos(name, pos)} = {_value_at(xp, p, pos)!r} is outside [0, 1]; {name} must hold probabilities"
             )
@@ -182,4 +190,4 @@ def as_array(xp, x, like, name):
         return xp.asarray(arr, like=like)
     if xp.name == "numpy":
         return arr
-    return xp.asarray(arr, dtype=getattr(xp.xp, arr.dtype.name, None), like=like)
+    return xp.asarray(arr, dtype=xp.dtype_named(arr.dtype.name), like=like)

@@ -7,15 +7,18 @@ limit exists, works along any axis, and accepts NumPy, PyTorch or JAX arrays
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from ._backend import namespace
-from ._grad import quiet
+from ._grad import Key, quiet
+from ._typing import Array, ArrayLike
 from ._validation import check_floating, normalize_axis
 
 __all__ = ["sigmoid", "log_sigmoid", "softmax", "log_softmax", "logsumexp"]
 
 
 @quiet
-def sigmoid(x, /):
+def sigmoid(x: ArrayLike, /) -> Array:
     r"""Logistic sigmoid :math:`σ(x) = 1 / (1 + e^{-x})`, elementwise.
 
     Computed from :math:`e^{-|x|}` so that no ``exp`` overflows:
@@ -36,7 +39,7 @@ def sigmoid(x, /):
 
 
 @quiet
-def log_sigmoid(x, /):
+def log_sigmoid(x: ArrayLike, /) -> Array:
     r""":math:`\log σ(x) = \min(x, 0) - \log(1 + e^{-|x|})`, elementwise.
 
     The split form never overflows and keeps full relative precision for very
@@ -85,7 +88,7 @@ class SoftmaxParts:
 
     __slots__ = ("xp", "axis", "is_max", "n", "shift", "e", "s", "s_m1", "log_s", "logp")
 
-    def __init__(self, xp, x, axis):
+    def __init__(self, xp: Any, x: Array, axis: int) -> None:
         self.xp, self.axis = xp, axis
         if int(x.shape[axis]) == 0:  # no class at all: an empty sum (S = 0, log S = −inf)
             m = xp.zeros(tuple(1 if i == axis else int(d) for i, d in enumerate(x.shape)), like=x)
@@ -100,24 +103,26 @@ class SoftmaxParts:
         self.n = n = xp.sum(xp.astype(self.is_max, x), axis=axis, keepdims=True)
         self.s_m1 = s_m1 = d + (n - 1.0)  # S − 1 (finite rows); n − 1 is an exact small integer
         self.s = n + d
-        self.log_s = xp.where(finite, xp.log1p(s_m1), xp.log(d))
+        # log(d) only for the non-finite rows: a finite row may have d = 0 exactly (every other
+        # e_j underflowed), and autodiff of where() sends 0·(1/d) = NaN into an unused log(0).
+        self.log_s = xp.where(finite, xp.log1p(s_m1), xp.log(xp.where(finite, xp.ones_like(d), d)))
         self.logp = (x - self.shift) - self.log_s
 
-    def lse(self):
+    def lse(self) -> Array:
         """``log Σ e^x`` with the class axis kept."""
         return self.shift + self.log_s
 
-    def p(self):
+    def p(self) -> Array:
         return self.e / self.s
 
-    def one_minus_p(self):
+    def one_minus_p(self) -> Array:
         # At a maximum 1 − p_c = (S − e_c)/S.  S − e_c is computed as (S − 1) − (e_c − 1): the same
         # value as S − 1 (e_c − 1 is exactly 0 there), but with the derivative of S − e_c, so that
         # autodiff of this formula is exact too.  Elsewhere p ≤ 1/2 and −expm1(log p) is exact enough.
         xp = self.xp
         return xp.where(self.is_max, (self.s_m1 - (self.e - 1.0)) / self.s, -xp.expm1(self.logp))
 
-    def dual_grad(self, a):
+    def dual_grad(self, a: Array) -> Array:
         """``(Σ_c a_c)·p − a``, the gradient of ``−Σ_c a_c log p_c`` w.r.t. the logits.
 
         At the maximum of a row (when it is unique) it is evaluated as
@@ -138,7 +143,7 @@ class SoftmaxParts:
 
 
 @quiet
-def logsumexp(x, /, *, axis=-1, keepdims=False):
+def logsumexp(x: ArrayLike, /, *, axis: int = -1, keepdims: bool = False) -> Array:
     r""":math:`\log \sum_j e^{x_j}` along ``axis``, without overflow.
 
     :math:`m + \log\sum_j e^{x_j - m}` with :math:`m = \max_j x_j`.  A row of
@@ -161,7 +166,7 @@ def logsumexp(x, /, *, axis=-1, keepdims=False):
 
 
 @quiet
-def log_softmax(x, /, *, axis=-1):
+def log_softmax(x: ArrayLike, /, *, axis: int = -1) -> Array:
     r""":math:`\log \mathrm{softmax}(x)_i = x_i - \log\sum_j e^{x_j}` along ``axis``.
 
     Shapes: any; output like the input.  ``-inf`` entries give ``-inf``.
@@ -178,7 +183,7 @@ def log_softmax(x, /, *, axis=-1):
 
 
 @quiet
-def softmax(x, /, *, axis=-1):
+def softmax(x: ArrayLike, /, *, axis: int = -1) -> Array:
     r""":math:`\mathrm{softmax}(x)_i = e^{x_i} / \sum_j e^{x_j}` along ``axis``.
 
     The tutorial's scores Blue = 2, Green = 1, Red = −1 (it prints 0.705,
@@ -199,8 +204,9 @@ def softmax(x, /, *, axis=-1):
 
 # -- analytic vector-Jacobian products, for value_and_grad(sigmoid, x, grad_output=g) ----------
 
-def _vjp_impl(fn, vjp):
-    def impl(x, /, *, wrt=(), grad_output=None, **opts):
+def _vjp_impl(fn: Callable[..., Array], vjp: Callable[..., Array]) -> Callable[..., tuple[Array, dict[Key, Array]]]:
+    def impl(x: Array, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+             **opts: Any) -> tuple[Array, dict[Key, Array]]:
         xp = namespace(x)
         y = fn(x, **opts)
         if not wrt:
@@ -211,25 +217,25 @@ def _vjp_impl(fn, vjp):
     return impl
 
 
-def _sigmoid_vjp(xp, x, y, g):
+def _sigmoid_vjp(xp: Any, x: Array, y: Array, g: Array) -> Array:
     return g * y * (1.0 - y)  # σ' = σ(1 − σ)
 
 
-def _log_sigmoid_vjp(xp, x, y, g):
+def _log_sigmoid_vjp(xp: Any, x: Array, y: Array, g: Array) -> Array:
     return g * sigmoid(-x)  # d/dx log σ(x) = σ(−x)
 
 
-def _softmax_vjp(xp, x, y, g, axis=-1):
+def _softmax_vjp(xp: Any, x: Array, y: Array, g: Array, axis: int = -1) -> Array:
     # J = diag(p) − p pᵀ  ⇒  Jᵀg = p ⊙ (g − ⟨g, p⟩)
     return y * (g - xp.sum(g * y, axis=axis, keepdims=True))
 
 
-def _log_softmax_vjp(xp, x, y, g, axis=-1):
+def _log_softmax_vjp(xp: Any, x: Array, y: Array, g: Array, axis: int = -1) -> Array:
     # J = I − 1 pᵀ  ⇒  Jᵀg = g − p Σg
     return g - xp.exp(y) * xp.sum(g, axis=axis, keepdims=True)
 
 
-def _logsumexp_vjp(xp, x, y, g, axis=-1, keepdims=False):
+def _logsumexp_vjp(xp: Any, x: Array, y: Array, g: Array, axis: int = -1, keepdims: bool = False) -> Array:
     ax = normalize_axis(axis, x.ndim)
     if not keepdims:
         g, y = xp.expand_dims(g, ax), xp.expand_dims(y, ax)

@@ -21,10 +21,16 @@ Options shared by all of them:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
 from . import _fastpath
 from ._backend import log_of_base, namespace
-from ._grad import quiet, register
+from ._grad import Key, quiet, register
 from ._reduction import Terms, finish
+from ._typing import Array, ArrayLike
 from ._validation import (
     as_array,
     check_compat,
@@ -47,11 +53,32 @@ __all__ = [
 
 # Keras's backend.epsilon(): the clip used by Keras's probability losses.
 KERAS_EPSILON = 1e-7
+_keras_epsilon = contextvars.ContextVar("crossentropy_keras_epsilon", default=KERAS_EPSILON)
+
+
+def keras_epsilon() -> float:
+    """The clip of ``compat='keras'``: Keras's default ``keras.config.epsilon()`` (1e-7), or,
+    inside :func:`keras_epsilon_set`, the value ``crossentropy.keras`` read from Keras's config."""
+    return _keras_epsilon.get()
+
+
+@contextlib.contextmanager
+def keras_epsilon_set(eps: float) -> Iterator[None]:
+    """``compat='keras'`` clips at ``eps`` inside this block (context-local: threads do not see it)."""
+    token = _keras_epsilon.set(float(eps))
+    try:
+        yield
+    finally:
+        _keras_epsilon.reset(token)
+
+
 # PyTorch's BCELoss backward clamps p(1−p) at a *float32* 1e-12, also for float64.
 _TORCH_BCE_EPS = 9.9999999600419720e-13  # == float(np.float32(1e-12))
 
 
-def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduction, probs):
+def _prepare(input: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None, pos_weight: ArrayLike | None,
+             label_smoothing: float, reduction: str,
+             probs: bool) -> tuple[Any, Array, Array, Array | None, Array | None, float]:
     xp = namespace(input, target, sample_weight, pos_weight)
     input = as_array(xp, input, None, "input")
     check_floating(xp, input, "input")
@@ -74,7 +101,8 @@ def _prepare(input, target, *, sample_weight, pos_weight, label_smoothing, reduc
     return xp, input, target, sample_weight, pos_weight, eps
 
 
-def _done(xp, loss, grads, eps, *, reduction, sample_weight, base, grad_output):
+def _done(xp: Any, loss: Array, grads: dict[Key, Array], eps: float, *, reduction: str, sample_weight: ArrayLike | None,
+          base: float | None, grad_output: ArrayLike | None) -> tuple[Array, dict[Key, Array]]:
     """Reduce (``finish``); ``grads[1]`` is w.r.t. the smoothed target, chained to the given one here."""
     if 1 in grads and eps:
         grads[1] = grads[1] * (1.0 - eps)  # ∂y'/∂y for y' = y(1 − ε) + ε/2
@@ -83,14 +111,15 @@ def _done(xp, loss, grads, eps, *, reduction, sample_weight, base, grad_output):
     return value, (g or {})
 
 
-def _xlog(xp, t, logv):
+def _xlog(xp: Any, t: Array, logv: Array) -> Array:
     # t·log v with the convention 0·log 0 = 0 (a zero-weight term never turns
     # an infinite log into NaN).  Only a non-finite log is guarded, so that
     # autodiff keeps ∂(t·log v)/∂t = log v at t = 0 (hard 0/1 labels).
     return t * xp.where((t == 0) & ~xp.isfinite(logv), xp.zeros_like(logv), logv)
 
 
-def _bce_probs_terms(xp, p, t, pw, compat, need_grad, need_t=False):
+def _bce_probs_terms(xp: Any, p: Array, t: Array, pw: Array, compat: str | None, need_grad: bool,
+                     need_t: bool = False) -> tuple[Array, dict[Key, Array]]:
     """Per-element BCE from probabilities, with the compat modes: ``(loss, {0: ∂/∂p, 1: ∂/∂y})``.
 
     Every mode has the form ``−(w₊·y·L1 + (1−y)·L0)`` with its own logs
@@ -98,7 +127,7 @@ def _bce_probs_terms(xp, p, t, pw, compat, need_grad, need_t=False):
     """
     q = 1.0 - t
     wt = t if pw is None else pw * t
-    grads = {}
+    grads: dict[Key, Array] = {}
     if compat is None:
         # Exact: log1p(-p) keeps precision for small p where log(1 - p) rounds.
         lp, l1p = xp.log(p), xp.log1p(-p)
@@ -121,7 +150,7 @@ def _bce_probs_terms(xp, p, t, pw, compat, need_grad, need_t=False):
             else:
                 grads[0] = (-wt * (1.0 - p) + q * p) / xp.maximum((1.0 - p) * p, _TORCH_BCE_EPS)
     elif compat in ("keras", "tf_keras", "sklearn"):
-        eps = KERAS_EPSILON if compat != "sklearn" else xp.eps(p)
+        eps = keras_epsilon() if compat != "sklearn" else xp.eps(p)
         c = xp.clip(p, eps, 1.0 - eps)
         if compat == "tf_keras":
             # Legacy tf.keras (Keras 2) clipped *and* added ε inside the log.
@@ -141,14 +170,15 @@ def _bce_probs_terms(xp, p, t, pw, compat, need_grad, need_t=False):
     return loss, grads
 
 
-def _bce_logits_terms(xp, x, t, pw, need_grad, need_t=False):
+def _bce_logits_terms(xp: Any, x: Array, t: Array, pw: Array, need_grad: bool,
+                      need_t: bool = False) -> tuple[Array, dict[Key, Array]]:
     # −[w₊ y log σ(x) + (1−y) log σ(−x)], using log(1−σ(x)) = log σ(−x): both
     # logs come from the overflow-free log_sigmoid, never from log(σ).
     wt = t if pw is None else pw * t
     q = 1.0 - t
     ls_pos, ls_neg = log_sigmoid(x), log_sigmoid(-x)
     loss = -(_xlog(xp, wt, ls_pos) + _xlog(xp, q, ls_neg))
-    grads = {}
+    grads: dict[Key, Array] = {}
     if need_grad:
         # ∂/∂x = (1−y)σ(x) − w₊ y σ(−x) (= σ(x) − y when w₊ = 1).  σ(−x) is
         # computed directly, not as 1 − σ(x): at x = 30 the latter keeps only
@@ -161,8 +191,10 @@ def _bce_logits_terms(xp, x, t, pw, need_grad, need_t=False):
 
 
 @quiet
-def _bce_probs(input, target, /, *, wrt=(), grad_output=None, sample_weight=None, pos_weight=None,
-               label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def _bce_probs(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (),
+               grad_output: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+               pos_weight: ArrayLike | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+               base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat)
     xp, input, t, sw, pw, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=pos_weight,
                                          label_smoothing=label_smoothing, reduction=reduction, probs=True)
@@ -170,8 +202,9 @@ def _bce_probs(input, target, /, *, wrt=(), grad_output=None, sample_weight=None
     return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
 
-def binary_cross_entropy(input, target, /, *, sample_weight=None, pos_weight=None, label_smoothing=0.0,
-                         reduction="mean", base=None, compat=None):
+def binary_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, sample_weight: ArrayLike | None = None,
+                         pos_weight: ArrayLike | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                         base: float | None = None, compat: str | None = None) -> Array:
     r"""Binary cross-entropy from probabilities.
 
     .. math:: \ell_i = -\left[w_+ y_i \log p_i + (1 - y_i)\log(1 - p_i)\right]
@@ -207,8 +240,10 @@ def binary_cross_entropy(input, target, /, *, sample_weight=None, pos_weight=Non
 
 
 @quiet
-def _bce_logits(input, target, /, *, wrt=(), grad_output=None, sample_weight=None, pos_weight=None,
-                label_smoothing=0.0, reduction="mean", base=None, grad_into=None):
+def _bce_logits(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (),
+                grad_output: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                pos_weight: ArrayLike | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                base: float | None = None, grad_into: Array | None = None) -> tuple[Array, dict[Key, Array]]:
     need_grad = 0 in wrt
     if 1 not in wrt:
         fast = _fastpath.bce_direct(input, target, need_grad, grad_output, sample_weight, pos_weight,
@@ -231,8 +266,9 @@ def _bce_logits(input, target, /, *, wrt=(), grad_output=None, sample_weight=Non
     return value, grads
 
 
-def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, pos_weight=None,
-                                     label_smoothing=0.0, reduction="mean", base=None):
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, /, *, sample_weight: ArrayLike | None = None,
+                                     pos_weight: ArrayLike | None = None, label_smoothing: float = 0.0,
+                                     reduction: str = "mean", base: float | None = None) -> Array:
     r"""Binary cross-entropy from logits :math:`x` (probability :math:`σ(x)`).
 
     .. math:: \ell_i = -\left[w_+ y_i \log σ(x_i) + (1-y_i) \log σ(-x_i)\right]
@@ -253,7 +289,8 @@ def binary_cross_entropy_with_logits(input, target, /, *, sample_weight=None, po
                                base)
 
 
-def _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=None):
+def _focal_terms(xp: Any, one_minus_pt: Array, dpt: Array, bce: Array, grads: dict[Key, Array], t: Array, gamma: float,
+                 alpha: float | None, domp_dt: Array | None = None) -> tuple[Array, dict[Key, Array]]:
     r"""Shared focal algebra: ℓ = a_t (1 − p_t)^γ · bce, from the BCE's own gradients.
 
     ``dpt`` = ∂p_t/∂input, ``grads`` the BCE's ``{0: ∂bce/∂input, 1: ∂bce/∂y}``
@@ -267,13 +304,13 @@ def _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=Non
         # bce (→ 0 there) vanishes, so the 0·inf for γ < 1 is defined as 0.
         safe = xp.where(one_minus_pt == 0, xp.ones_like(bce), one_minus_pt)
         dmod = xp.where(one_minus_pt == 0, xp.zeros_like(bce), gamma * xp.power(safe, gamma - 1.0))
-    out = {}
+    out: dict[Key, Array] = {}
     if 0 in grads:
         g = (-dmod * dpt * bce + mod * grads[0]) if gamma != 0 else grads[0]
         out[0] = g if a is None else a * g
     if 1 in grads:
         g = (dmod * domp_dt * bce + mod * grads[1]) if gamma != 0 else grads[1]
-        if a is not None:
+        if alpha is not None:  # (then a is set)
             # ∂a_t/∂y = 2α − 1
             g = a * g + (2.0 * alpha - 1.0) * loss
         out[1] = g
@@ -282,21 +319,23 @@ def _focal_terms(xp, one_minus_pt, dpt, bce, grads, t, gamma, alpha, domp_dt=Non
     return loss, out
 
 
-def _check_gamma(gamma):
+def _check_gamma(gamma: float) -> float:
     from ._validation import check_nonnegative_option
 
     return check_nonnegative_option(gamma, "gamma")
 
 
-def _check_alpha(alpha):
+def _check_alpha(alpha: float | None) -> float | None:
     if alpha is None:
         return None
     return check_unit_interval_option(alpha, "alpha")
 
 
 @quiet
-def _bfocal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None,
-                  sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def _bfocal_probs(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (),
+                  grad_output: ArrayLike | None = None, gamma: float = 2.0, alpha: float | None = None,
+                  sample_weight: ArrayLike | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                  base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
     xp, input, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
@@ -313,8 +352,10 @@ def _bfocal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alph
     return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
 
-def binary_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
-                               label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def binary_focal_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, gamma: float = 2.0,
+                               alpha: float | None = None, sample_weight: ArrayLike | None = None,
+                               label_smoothing: float = 0.0, reduction: str = "mean", base: float | None = None,
+                               compat: str | None = None) -> Array:
     r"""Binary focal cross-entropy from probabilities (Lin et al., 2017).
 
     .. math:: \ell_i = a_t (1 - p_t)^γ \cdot \mathrm{BCE}(p_i, y_i),\quad
@@ -338,8 +379,10 @@ def binary_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, sampl
 
 
 @quiet
-def _bfocal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None,
-                   sample_weight=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def _bfocal_logits(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (),
+                   grad_output: ArrayLike | None = None, gamma: float = 2.0, alpha: float | None = None,
+                   sample_weight: ArrayLike | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                   base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat, (None, "keras"))
     gamma, alpha = _check_gamma(gamma), _check_alpha(alpha)
     xp, input, t, sw, _, eps = _prepare(input, target, sample_weight=sample_weight, pos_weight=None,
@@ -362,8 +405,10 @@ def _bfocal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alp
     return _done(xp, loss, grads, eps, reduction=reduction, sample_weight=sw, base=base, grad_output=grad_output)
 
 
-def binary_focal_cross_entropy_with_logits(input, target, /, *, gamma=2.0, alpha=None, sample_weight=None,
-                                           label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def binary_focal_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, /, *, gamma: float = 2.0,
+                                           alpha: float | None = None, sample_weight: ArrayLike | None = None,
+                                           label_smoothing: float = 0.0, reduction: str = "mean",
+                                           base: float | None = None, compat: str | None = None) -> Array:
     r"""Binary focal cross-entropy from logits (optax's ``sigmoid_focal_loss``).
 
     Same formula as :func:`binary_focal_cross_entropy` with :math:`p = σ(x)`;

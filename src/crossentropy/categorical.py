@@ -28,11 +28,14 @@ Options shared by the functions here:
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _fastpath
 from ._backend import log_of_base, namespace
 from ._errors import InvalidOptionError, ShapeMismatchError
-from ._grad import quiet, register
+from ._grad import Key, quiet, register
 from ._reduction import Terms, finish
+from ._typing import Array, ArrayLike
 from ._validation import (
     as_array,
     check_compat,
@@ -48,7 +51,7 @@ from ._validation import (
     normalize_axis,
 )
 from .activations import SoftmaxParts
-from .binary import KERAS_EPSILON
+from .binary import keras_epsilon
 
 __all__ = [
     "cross_entropy",
@@ -67,7 +70,21 @@ class _Prep:
 
     __slots__ = ("xp", "x", "axis", "C", "kind", "idx", "valid", "prob", "w", "wcol", "eps", "sw", "onehot")
 
-    def dense_target(self):
+    xp: Any  # the array namespace
+    x: Array
+    axis: int
+    C: int
+    kind: str  # "index" or "prob"
+    idx: Array | None
+    valid: Array | None
+    prob: Array | None
+    w: Array | None
+    wcol: Array | None
+    eps: float
+    sw: Array | None
+    onehot: Array | None
+
+    def dense_target(self) -> Array:
         """The (smoothed) target distribution, input-shaped, ignored rows zero."""
         xp = self.xp
         if self.kind == "index":
@@ -80,22 +97,22 @@ class _Prep:
             y = y * xp.astype(xp.expand_dims(self.valid, self.axis), self.x)
         return y
 
-    def onehot_target(self):
+    def onehot_target(self) -> Array:
         if self.onehot is None:
             self.onehot = self.xp.one_hot(self.idx, self.C, self.axis, self.x)
         return self.onehot
 
-    def coefficients(self):
+    def coefficients(self) -> Array:
         """``a`` with ``loss_i = -Σ_c a_ic log p_ic``: class weight × target."""
         a = self.dense_target()
         return a if self.wcol is None else a * self.wcol
 
-    def target_grad(self, d_a):
+    def target_grad(self, d_a: Array) -> Array:
         """Chain ``∂loss/∂a_c`` back to the probability target: ``a = w·((1−ε)t + ε/C)``."""
         g = d_a if self.wcol is None else d_a * self.wcol
         return g * (1.0 - self.eps) if self.eps else g
 
-    def norm_weight(self):
+    def norm_weight(self) -> Array | None:
         """``W_i`` for 'mean': ``weight[y_i]`` for index targets (PyTorch)."""
         if self.kind != "index" or self.w is None:
             return None
@@ -104,8 +121,9 @@ class _Prep:
         return wy if self.valid is None else xp.where(self.valid, wy, xp.zeros_like(wy))
 
 
-def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, reduction, sample_weight,
-             probs_input=False, allow_prob_target=True, allow_index_target=True):
+def _prepare(input: ArrayLike, target: ArrayLike, *, axis: int, weight: ArrayLike | None, ignore_index: int | None,
+             label_smoothing: float, reduction: str, sample_weight: ArrayLike | None, probs_input: bool | str = False,
+             allow_prob_target: bool = True, allow_index_target: bool = True) -> _Prep:
     xp = namespace(input, target, weight, sample_weight)
     input = as_array(xp, input, None, "input")
     check_floating(xp, input, "input")
@@ -120,7 +138,8 @@ def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, redu
     r.kind = classify_target(xp, target)
     r.eps = check_unit_interval_option(label_smoothing, "label_smoothing")
     if probs_input:
-        check_probabilities(xp, input, "input")
+        # probs_input="renormalised": rows are divided by their sums (Keras), any scores >= 0 are valid
+        check_probabilities(xp, input, "input", renormalised=probs_input == "renormalised")
     if r.kind == "index":
         if not allow_index_target:
             raise InvalidOptionError("target must hold probabilities (floating dtype) for this loss; got integer class indices")
@@ -158,7 +177,7 @@ def _prepare(input, target, *, axis, weight, ignore_index, label_smoothing, redu
     return r
 
 
-def _xlogy(xp, a, logp):
+def _xlogy(xp: Any, a: Array, logp: Array) -> Array:
     # a·log p with 0·log 0 = 0: a zero-probability class under a zero target
     # (e.g. a −inf logit mask) contributes nothing instead of NaN.  Only the
     # non-finite log is guarded, so that autodiff keeps ∂(a·log p)/∂a = log p at
@@ -166,7 +185,8 @@ def _xlogy(xp, a, logp):
     return a * xp.where((a == 0) & ~xp.isfinite(logp), xp.zeros_like(logp), logp)
 
 
-def _finish(r: _Prep, loss, grads, *, reduction, base, grad_output, norm=None):
+def _finish(r: _Prep, loss: Array, grads: dict[Key, Array], *, reduction: str, base: float | None,
+            grad_output: ArrayLike | None, norm: Array | None = None) -> tuple[Array, dict[Key, Array]]:
     """Reduce; ``grads`` is the dict of per-sample gradients (empty when none was asked)."""
     value, g = finish(r.xp, Terms(loss, grads or None, norm, r.valid, r.axis), reduction=reduction,
                       sample_weight=r.sw, log_base=log_of_base(base), grad_output=grad_output,
@@ -174,7 +194,7 @@ def _finish(r: _Prep, loss, grads, *, reduction, base, grad_output, norm=None):
     return value, (g or {})
 
 
-def _wants_target_grad(r: _Prep, wrt, fname):
+def _wants_target_grad(r: _Prep, wrt: tuple[Key, ...], fname: str) -> bool:
     if 1 not in wrt:
         return False
     if r.kind == "index":
@@ -184,7 +204,7 @@ def _wants_target_grad(r: _Prep, wrt, fname):
     return True
 
 
-def _mask(r: _Prep, v):
+def _mask(r: _Prep, v: Array) -> Array:
     return v if r.valid is None else r.xp.where(r.valid, v, r.xp.zeros_like(v))
 
 
@@ -192,7 +212,8 @@ def _mask(r: _Prep, v):
 # cross_entropy (logits)
 # ---------------------------------------------------------------------------------------------
 
-def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, softcap=None):
+def _ce_terms(r: _Prep, z_loss: float, need_grad: bool, need_target_grad: bool = False, sp: SoftmaxParts | None = None,
+              softcap: float | None = None) -> tuple[Array, dict[Key, Array]]:
     """Reference per-sample CE from logits, and the gradients asked for: ``(loss, {0: ∂/∂x, 1: ∂/∂t})``.
 
     Every ``−log p_c`` comes from :class:`~crossentropy.activations.SoftmaxParts`,
@@ -209,7 +230,10 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, soft
     logp = sp.logp
     if r.kind == "index" and not r.eps:
         # The usual case: gather −log p_y (and its class weight) directly.
-        nll = -xp.squeeze(xp.take_along_axis(logp, xp.expand_dims(r.idx, ax), ax), ax)
+        # log p_y = (x_y − shift) − log S from the gathered logit: the same bits as gathering log p,
+        # without a full N×C log p array (which XLA, for one, computes whole before the gather).
+        x_y = xp.take_along_axis(x, xp.expand_dims(r.idx, ax), ax)
+        nll = -xp.squeeze((x_y - sp.shift) - sp.log_s, ax)
         if r.w is not None:
             nll = nll * xp.take(r.w, r.idx)
         loss = _mask(r, nll)
@@ -222,7 +246,7 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, soft
         # z-loss (PaLM): z·(log Σ e^x)² pulls the log-partition towards 0.
         lse = xp.squeeze(sp.lse(), ax)
         loss = loss + _mask(r, z_loss * lse * lse)
-    grads = {}
+    grads: dict[Key, Array] = {}
     if need_grad:
         if a is None:
             # Index targets, no smoothing: w_y·(p − onehot(y)), one elementwise sweep after the
@@ -248,13 +272,13 @@ def _ce_terms(r: _Prep, z_loss, need_grad, need_target_grad=False, sp=None, soft
     return loss, grads
 
 
-def _mask_col(r, v):
+def _mask_col(r: _Prep, v: Array) -> Array:
     if r.valid is None:
         return v
     return v * r.xp.astype(r.xp.expand_dims(r.valid, r.axis), v)
 
 
-def check_softcap(softcap):
+def check_softcap(softcap: float | None) -> float | None:
     if softcap is None:
         return None
     v = float(softcap)
@@ -264,9 +288,11 @@ def check_softcap(softcap):
 
 
 @quiet
-def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
-        ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0, softcap=None, base=None,
-        grad_into=None):
+def _ce(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+        axis: int = -1, weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+        ignore_index: int | None = None, label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
+        softcap: float | None = None, base: float | None = None,
+        grad_into: Array | None = None) -> tuple[Array, dict[Key, Array]]:
     # grad_into: see _fastpath (value_and_grad(cross_entropy, x, y, grad_into=x) works in place).
     need_grad = 0 in wrt
     softcap = check_softcap(softcap)
@@ -295,8 +321,10 @@ def _ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sam
     return value, grads
 
 
-def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
-                  label_smoothing=0.0, reduction="mean", z_loss=0.0, softcap=None, base=None):
+def cross_entropy(input: ArrayLike, target: ArrayLike, /, *, axis: int = -1, weight: ArrayLike | None = None,
+                  sample_weight: ArrayLike | None = None, ignore_index: int | None = None, label_smoothing: float = 0.0,
+                  reduction: str = "mean", z_loss: float = 0.0, softcap: float | None = None,
+                  base: float | None = None) -> Array:
     r"""Softmax cross-entropy from logits, with index or probability targets.
 
     .. math::
@@ -346,7 +374,9 @@ def cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None,
                               reduction, z_loss, base, softcap)
 
 
-def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None, reduction="none", base=None):
+def safe_softmax_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, axis: int = -1,
+                               sample_weight: ArrayLike | None = None, reduction: str = "none",
+                               base: float | None = None) -> Array:
     r"""Softmax cross-entropy against probability targets with ``0·log 0 = 0``.
 
     The name and the ``reduction='none'`` default follow optax's
@@ -370,8 +400,9 @@ def safe_softmax_cross_entropy(input, target, /, *, axis=-1, sample_weight=None,
 
 
 @quiet
-def _safe_ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, sample_weight=None,
-             reduction="none", base=None):
+def _safe_ce(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+             axis: int = -1, sample_weight: ArrayLike | None = None, reduction: str = "none",
+             base: float | None = None) -> tuple[Array, dict[Key, Array]]:
     xp = namespace(input, target)
     if hasattr(target, "dtype") and xp.is_integer(target):
         raise InvalidOptionError("safe_softmax_cross_entropy takes probability targets; got integer class indices")
@@ -383,7 +414,7 @@ def _safe_ce(input, target, /, *, wrt=(), grad_output=None, axis=-1, sample_weig
 # from probabilities
 # ---------------------------------------------------------------------------------------------
 
-def _renorm_clip_grad(xp, r, p, s, inside, G):
+def _renorm_clip_grad(xp: Any, r: _Prep, p: Array, s: Array, inside: Array, G: Array) -> Array:
     """Chain rule through ``p̂ = clip(p / S)``: ``∂L/∂p_j = (u_j G_j − Σ_c u_c G_c p̂_c) / S``."""
     ax = r.axis
     uG = xp.where(inside, G, xp.zeros_like(G))
@@ -391,15 +422,18 @@ def _renorm_clip_grad(xp, r, p, s, inside, G):
 
 
 @quiet
-def _cce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
-         ignore_index=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def _cce(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+         axis: int = -1, weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+         ignore_index: int | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+         base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat, (None, "keras", "tf_keras", "sklearn"))
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight,
+                 probs_input="renormalised" if compat in ("keras", "tf_keras") else True)
     xp, p, ax = r.xp, r.x, r.axis
     need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "categorical_cross_entropy")
     a = r.coefficients()
-    grads = {}
+    grads: dict[Key, Array] = {}
     if compat is None:
         logp = xp.log(p)
         loss = -xp.sum(_xlogy(xp, a, logp), axis=ax)
@@ -408,7 +442,7 @@ def _cce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sa
         if need_t:
             grads[1] = r.target_grad(-logp)
     else:
-        eps = xp.eps(p) if compat == "sklearn" else KERAS_EPSILON
+        eps = xp.eps(p) if compat == "sklearn" else keras_epsilon()
         if compat == "sklearn":
             # scikit-learn clips at the dtype's eps and does not renormalise.
             s = None
@@ -443,8 +477,10 @@ def _cce(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sa
     return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
-def categorical_cross_entropy(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None,
-                              label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def categorical_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, axis: int = -1,
+                              weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                              ignore_index: int | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                              base: float | None = None, compat: str | None = None) -> Array:
     r"""Categorical cross-entropy from probabilities.
 
     .. math:: \ell_i = -\sum_c w_c\, q_{ic} \log p_{ic},\qquad q = (1-ε)y + ε/C
@@ -474,8 +510,10 @@ def categorical_cross_entropy(input, target, /, *, axis=-1, weight=None, sample_
 
 
 @quiet
-def _nll(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sample_weight=None,
-         ignore_index=None, reduction="mean", base=None):
+def _nll(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+         axis: int = -1, weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+         ignore_index: int | None = None, reduction: str = "mean",
+         base: float | None = None) -> tuple[Array, dict[Key, Array]]:
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index, label_smoothing=0.0,
                  reduction=reduction, sample_weight=sample_weight, allow_prob_target=False)
     xp = r.xp
@@ -483,12 +521,13 @@ def _nll(input, target, /, *, wrt=(), grad_output=None, axis=-1, weight=None, sa
     # −Σ_c a_c log p_c with one-hot a is a gather; the where() keeps −inf in
     # other classes from turning into NaN.
     loss = -xp.sum(_xlogy(xp, a, r.x), axis=r.axis)
-    grads = {0: -a} if 0 in wrt else {}
+    grads: dict[Key, Array] = {0: -a} if 0 in wrt else {}
     return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
-def nll_loss(input, target, /, *, axis=-1, weight=None, sample_weight=None, ignore_index=None, reduction="mean",
-             base=None):
+def nll_loss(input: ArrayLike, target: ArrayLike, /, *, axis: int = -1, weight: ArrayLike | None = None,
+             sample_weight: ArrayLike | None = None, ignore_index: int | None = None, reduction: str = "mean",
+             base: float | None = None) -> Array:
     r"""Negative log-likelihood from log-probabilities: :math:`\ell_i = -w_{y_i} \log p_{i, y_i}`.
 
     ``input`` holds log-probabilities (e.g. :func:`~crossentropy.log_softmax`
@@ -512,7 +551,7 @@ def nll_loss(input, target, /, *, axis=-1, weight=None, sample_weight=None, igno
 # focal, generalized, poly-1
 # ---------------------------------------------------------------------------------------------
 
-def _alpha_col(r: _Prep, alpha):
+def _alpha_col(r: _Prep, alpha: float | ArrayLike | None) -> Array | float | None:
     """α as a scalar or a per-class column broadcast along the class axis."""
     xp = r.xp
     if alpha is None:
@@ -525,7 +564,8 @@ def _alpha_col(r: _Prep, alpha):
     return xp.class_column(xp.astype(a, r.x), r.axis, r.x.ndim)
 
 
-def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, need_t, sp=None):
+def _focal_core(r: _Prep, logp: Array, p: Array, one_minus_p: Array, gamma: float, alpha: float | ArrayLike | None,
+                need_grad: bool, need_t: bool, sp: SoftmaxParts | None = None) -> tuple[Array, dict[Key, Array]]:
     """ℓ = −Σ_c b_c (1−p_c)^γ log p_c with b = α·w·q.
 
     Returns ``(loss, {0: ∂ℓ/∂x or ∂ℓ/∂p, 1: ∂ℓ/∂t})``: the first w.r.t. the
@@ -538,7 +578,7 @@ def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, need_t,
     safe_omp = xp.where(one_minus_p == 0, xp.ones_like(p), one_minus_p)
     mod = xp.power(one_minus_p, gamma) if gamma != 0 else xp.ones_like(p)
     loss = -xp.sum(_xlogy(xp, b * mod, logp), axis=ax)
-    grads = {}
+    grads: dict[Key, Array] = {}
     if need_grad:
         # d/dp_c [(1−p_c)^γ log p_c] = (1−p_c)^γ / p_c − γ (1−p_c)^(γ−1) log p_c;
         # at p_c = 1 the second term is 0·∞ in form but 0 in the limit.
@@ -558,9 +598,11 @@ def _focal_core(r: _Prep, logp, p, one_minus_p, gamma, alpha, need_grad, need_t,
 
 
 @quiet
-def _focal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None, axis=-1,
-                  weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
-                  base=None, compat=None):
+def _focal_logits(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (),
+                  grad_output: ArrayLike | None = None, gamma: float = 2.0, alpha: float | ArrayLike | None = None,
+                  axis: int = -1, weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                  ignore_index: int | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                  base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat, (None, "keras"))
     gamma = check_nonnegative_option(gamma, "gamma")
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
@@ -573,11 +615,12 @@ def _focal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alph
         # formula; the gradient chains through the clip and the softmax.
         p = sp.p()
         s = xp.sum(p, axis=r.axis, keepdims=True)
-        c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        eps = keras_epsilon()
+        c = xp.clip(p / s, eps, 1.0 - eps)
         loss, grads = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, _alpha_col(r, alpha), need_grad, need_t)
         if need_grad:
             u = p / s
-            inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
+            inside = (u >= eps) & (u <= 1.0 - eps)
             gp = _renorm_clip_grad(xp, r, p, s, inside, grads[0])
             grads[0] = p * (gp - xp.sum(p * gp, axis=r.axis, keepdims=True))
         return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output,
@@ -588,8 +631,11 @@ def _focal_logits(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alph
     return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
-def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None, sample_weight=None,
-                        ignore_index=None, label_smoothing=0.0, reduction="mean", base=None, compat=None):
+def focal_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, gamma: float = 2.0,
+                        alpha: float | ArrayLike | None = None, axis: int = -1, weight: ArrayLike | None = None,
+                        sample_weight: ArrayLike | None = None, ignore_index: int | None = None,
+                        label_smoothing: float = 0.0, reduction: str = "mean", base: float | None = None,
+                        compat: str | None = None) -> Array:
     r"""Categorical focal cross-entropy from logits.
 
     .. math:: \ell_i = -\sum_c α_c\, w_c\, q_{ic}\,(1 - p_{ic})^γ \log p_{ic},
@@ -616,13 +662,16 @@ def focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, wei
 
 
 @quiet
-def _focal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha=None, axis=-1,
-                 weight=None, sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
-                 base=None, compat=None):
+def _focal_probs(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (),
+                 grad_output: ArrayLike | None = None, gamma: float = 2.0, alpha: float | ArrayLike | None = None,
+                 axis: int = -1, weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                 ignore_index: int | None = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                 base: float | None = None, compat: str | None = None) -> tuple[Array, dict[Key, Array]]:
     check_compat(compat, (None, "keras"))
     gamma = check_nonnegative_option(gamma, "gamma")
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
-                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight, probs_input=True)
+                 label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight,
+                 probs_input="renormalised" if compat == "keras" else True)
     xp, p = r.xp, r.x
     need_grad, need_t = 0 in wrt, _wants_target_grad(r, wrt, "categorical_focal_cross_entropy")
     al = _alpha_col(r, alpha)
@@ -631,18 +680,22 @@ def _focal_probs(input, target, /, *, wrt=(), grad_output=None, gamma=2.0, alpha
     else:
         # Keras: renormalise, clip to [ε, 1−ε], then −Σ α (1−p̂)^γ y log p̂.
         s = xp.sum(p, axis=r.axis, keepdims=True)
-        c = xp.clip(p / s, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        eps = keras_epsilon()
+        c = xp.clip(p / s, eps, 1.0 - eps)
         loss, grads = _focal_core(r, xp.log(c), c, 1.0 - c, gamma, al, need_grad, need_t)
         if need_grad:
             u = p / s
-            inside = (u >= KERAS_EPSILON) & (u <= 1.0 - KERAS_EPSILON)
+            inside = (u >= eps) & (u <= 1.0 - eps)
             grads[0] = _renorm_clip_grad(xp, r, p, s, inside, grads[0])
     return _finish(r, loss, grads, reduction=reduction, base=base, grad_output=grad_output, norm=r.norm_weight())
 
 
-def categorical_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, axis=-1, weight=None,
-                                    sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean",
-                                    base=None, compat=None):
+def categorical_focal_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, gamma: float = 2.0,
+                                    alpha: float | ArrayLike | None = None, axis: int = -1,
+                                    weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                                    ignore_index: int | None = None, label_smoothing: float = 0.0,
+                                    reduction: str = "mean", base: float | None = None,
+                                    compat: str | None = None) -> Array:
     r"""Categorical focal cross-entropy from probabilities (Keras's ``CategoricalFocalCrossentropy``).
 
     .. math:: \ell_i = -\sum_c α_c\, w_c\, q_{ic}\,(1 - p_{ic})^γ \log p_{ic}
@@ -663,8 +716,9 @@ def categorical_focal_cross_entropy(input, target, /, *, gamma=2.0, alpha=None, 
 
 
 @quiet
-def _gce(input, target, /, *, wrt=(), grad_output=None, q=0.5, axis=-1, sample_weight=None,
-         ignore_index=None, reduction="mean", base=None):
+def _gce(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+         q: float = 0.5, axis: int = -1, sample_weight: ArrayLike | None = None, ignore_index: int | None = None,
+         reduction: str = "mean", base: float | None = None) -> tuple[Array, dict[Key, Array]]:
     q = float(q)
     if not (0.0 < q <= 1.0):
         raise InvalidOptionError(f"q must be in (0, 1]; got {q!r}")
@@ -677,7 +731,7 @@ def _gce(input, target, /, *, wrt=(), grad_output=None, q=0.5, axis=-1, sample_w
     t = r.dense_target()
     pt = xp.sum(t * r.x, axis=ax)  # probability of the true class (soft targets: expected p)
     loss = _mask(r, (1.0 - xp.power(pt, q)) / q)
-    grads = {}
+    grads: dict[Key, Array] = {}
     if 0 in wrt or need_t:
         # ∂/∂p_j (1 − p_t^q)/q = −p_t^(q−1) t_j  and  ∂/∂t_j = −p_t^(q−1) p_j
         d = -xp.expand_dims(xp.power(pt, q - 1.0), ax)
@@ -688,8 +742,9 @@ def _gce(input, target, /, *, wrt=(), grad_output=None, q=0.5, axis=-1, sample_w
     return _finish(r, loss, grads, reduction=reduction, base=None, grad_output=grad_output)
 
 
-def generalized_cross_entropy(input, target, /, *, q=0.5, axis=-1, sample_weight=None, ignore_index=None,
-                              reduction="mean"):
+def generalized_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, q: float = 0.5, axis: int = -1,
+                              sample_weight: ArrayLike | None = None, ignore_index: int | None = None,
+                              reduction: str = "mean") -> Array:
     r"""Generalized cross-entropy (Zhang & Sabuncu, 2018) from probabilities.
 
     .. math:: \ell_i = \frac{1 - p_{i,y_i}^{\,q}}{q}, \qquad q ∈ (0, 1]
@@ -711,8 +766,10 @@ def generalized_cross_entropy(input, target, /, *, q=0.5, axis=-1, sample_weight
 
 
 @quiet
-def _poly1(input, target, /, *, wrt=(), grad_output=None, epsilon=2.0, axis=-1, weight=None,
-           sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", base=None):
+def _poly1(input: ArrayLike, target: ArrayLike, /, *, wrt: tuple[Key, ...] = (), grad_output: ArrayLike | None = None,
+           epsilon: float = 2.0, axis: int = -1, weight: ArrayLike | None = None,
+           sample_weight: ArrayLike | None = None, ignore_index: int | None = None, label_smoothing: float = 0.0,
+           reduction: str = "mean", base: float | None = None) -> tuple[Array, dict[Key, Array]]:
     r = _prepare(input, target, axis=axis, weight=weight, ignore_index=ignore_index,
                  label_smoothing=label_smoothing, reduction=reduction, sample_weight=sample_weight)
     xp, ax = r.xp, r.axis
@@ -737,8 +794,10 @@ def _poly1(input, target, /, *, wrt=(), grad_output=None, epsilon=2.0, axis=-1, 
     return _finish(r, loss, grads, reduction=reduction, base=None, grad_output=grad_output, norm=r.norm_weight())
 
 
-def poly1_cross_entropy(input, target, /, *, epsilon=2.0, axis=-1, weight=None, sample_weight=None,
-                        ignore_index=None, label_smoothing=0.0, reduction="mean"):
+def poly1_cross_entropy(input: ArrayLike, target: ArrayLike, /, *, epsilon: float = 2.0, axis: int = -1,
+                        weight: ArrayLike | None = None, sample_weight: ArrayLike | None = None,
+                        ignore_index: int | None = None, label_smoothing: float = 0.0,
+                        reduction: str = "mean") -> Array:
     r"""Poly-1 cross-entropy (Leng et al., 2022; optax's ``poly_loss_cross_entropy``).
 
     .. math:: \ell_i = \mathrm{CE}(x_i, y_i) + ε \sum_c y_{ic}\,(1 - p_{ic})

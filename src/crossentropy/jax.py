@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,7 @@ from jax.custom_derivatives import SymbolicZero
 from ._backend import concrete, namespace
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ._grad import value_and_grad
+from ._typing import ArrayLike
 from ._validation import check_index_target
 from .binary import binary_cross_entropy_with_logits as _core_bce_with_logits
 from .categorical import cross_entropy as _core_cross_entropy
@@ -84,12 +86,12 @@ __all__ = [
 class _Spec(tuple):
     """Static description of a library call: ``(function, options, class axis or None)``; hashable."""
 
-    def __new__(cls, fn, options, axis):
+    def __new__(cls, fn: Callable[..., Any], options: dict[str, Any], axis: int | None) -> _Spec:
         return super().__new__(cls, (fn, tuple(sorted(options.items())), axis))
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(spec, wrt):
+def _compiled(spec: _Spec, wrt: tuple[int, ...]) -> Callable[..., Any]:
     """The library call of ``spec`` (value, or value and partials w.r.t. ``wrt``), under ``jax.jit``.
 
     Every array is a ``jit`` argument, hence a tracer inside: the library skips its value checks
@@ -104,11 +106,11 @@ def _compiled(spec, wrt):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _library_loss(spec, x, y, mask):
+def _library_loss(spec: _Spec, x: jax.Array, y: jax.Array | None, mask: jax.Array | None) -> jax.Array:
     return _compiled(spec, ())(x, y)
 
 
-def _library_loss_jvp(spec, primals, tangents):
+def _library_loss_jvp(spec: _Spec, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[jax.Array, Any]:
     axis = spec[2]
     x, y, mask = primals
     # Symbolic-zero tangents (arguments not being differentiated) are skipped, so an infinite
@@ -137,16 +139,16 @@ _library_loss.defjvp(_library_loss_jvp, symbolic_zeros=True)
 # argument handling (static: dtypes, ranks, axes; never values, which jit does not have)
 # ---------------------------------------------------------------------------------------------
 
-def _floating(x, name):
+def _floating(x: ArrayLike, name: str) -> jax.Array:
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise InvalidDTypeError(f"{name} must be a floating-point array; got dtype {x.dtype}")
     return x
 
 
-def _axis(axis, ndim):
+def _axis(axis: int | tuple[int, ...] | None, ndim: int) -> int | tuple[int, ...]:
     """Canonical axis: an int, a tuple of ints, or None (all axes)."""
-    def one(a):
+    def one(a: Any) -> int:
         try:
             a = operator.index(a)
         except TypeError:
@@ -162,7 +164,7 @@ def _axis(axis, ndim):
     return one(axis)
 
 
-def _classes_last(a, ax):
+def _classes_last(a: jax.Array, ax: int | tuple[int, ...]) -> jax.Array:
     """Move the class axes ``ax`` (int or tuple) to the end, flattened into one; returns the array."""
     ax = ax if isinstance(ax, tuple) else (ax,)
     batch = tuple(i for i in range(a.ndim) if i not in ax)
@@ -170,7 +172,7 @@ def _classes_last(a, ax):
     return jnp.reshape(a, tuple(a.shape[:len(batch)]) + (-1,))
 
 
-def _where(where, shape, ax):
+def _where(where: ArrayLike | None, shape: tuple[int, ...], ax: int | tuple[int, ...]) -> jax.Array | None:
     """optax's ``where``: the logits' shape, or without the class axis (then broadcast along it)."""
     if where is None:
         return None
@@ -183,7 +185,8 @@ def _where(where, shape, ax):
         raise ShapeMismatchError(f"where of shape {where.shape} does not broadcast to the logits' shape {shape}") from None
 
 
-def _masked(x, y, where):
+def _masked(x: jax.Array, y: jax.Array | None,
+            where: jax.Array | None) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
     """Masked classes as ``−inf`` logits under zero labels; rows with no class left get finite zeros.
 
     Returns ``(x, y, keep)`` with ``keep`` the rows (last axis reduced) that have a class, or None.
@@ -198,11 +201,12 @@ def _masked(x, y, where):
     return x, y, keep
 
 
-def _rows(out, keep):
+def _rows(out: jax.Array, keep: jax.Array | None) -> jax.Array:
     return out if keep is None else jnp.where(keep, out, jnp.zeros_like(out))
 
 
-def _prob_args(logits, labels, axis, where, fname):
+def _prob_args(logits: ArrayLike, labels: ArrayLike, axis: int | tuple[int, ...] | None, where: ArrayLike | None,
+               fname: str) -> tuple[jax.Array, Any, jax.Array | None, jax.Array | None]:
     logits = _floating(logits, "logits")
     labels = _floating(labels, "labels")
     try:
@@ -223,7 +227,8 @@ def _prob_args(logits, labels, axis, where, fname):
     return _masked(logits, labels, where) + (where,)
 
 
-def _soft(fn, x, y, where, **options):
+def _soft(fn: Callable[..., Any], x: jax.Array, y: jax.Array | None, where: jax.Array | None,
+          **options: Any) -> jax.Array:
     """The library's per-example ``fn`` over the last (class) axis; ``where`` masks its partials."""
     if x.shape[-1] == 0:
         # No class at all (optax's tests mask every entry out of a random vector now and then):
@@ -236,7 +241,8 @@ def _soft(fn, x, y, where, **options):
 # softmax losses
 # ---------------------------------------------------------------------------------------------
 
-def softmax_cross_entropy(logits, labels, axis=-1, where=None):
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, axis: int | tuple[int, ...] | None = -1,
+                          where: ArrayLike | None = None) -> jax.Array:
     r"""Softmax cross-entropy against probability labels (optax's ``softmax_cross_entropy``).
 
     .. math:: \ell = -\sum_{c ∈ \text{where}} y_c \log \mathrm{softmax}(x)_c
@@ -258,7 +264,7 @@ def softmax_cross_entropy(logits, labels, axis=-1, where=None):
     return _rows(_soft(_core_safe_ce, x, y, where), keep)
 
 
-def safe_softmax_cross_entropy(logits, labels):
+def safe_softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     r"""Softmax cross-entropy with ``0·log 0 = 0`` (optax's ``safe_softmax_cross_entropy``).
 
     A ``-inf`` logit under a zero label contributes 0 to the loss and to the
@@ -276,7 +282,8 @@ def safe_softmax_cross_entropy(logits, labels):
     return _soft(_core_safe_ce, x, y, None)
 
 
-def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, axis=-1, where=None):
+def poly_loss_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, epsilon: float = 2.0,
+                            axis: int | tuple[int, ...] | None = -1, where: ArrayLike | None = None) -> jax.Array:
     r"""Poly-1 cross-entropy (Leng et al., 2022; optax's ``poly_loss_cross_entropy``).
 
     .. math:: \ell = \mathrm{CE}(x, y) + ε \sum_c y_c (1 - p_c)
@@ -297,7 +304,9 @@ def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, axis=-1, where=None)
     return _rows(ce + eps * poly_term, keep)
 
 
-def softmax_cross_entropy_with_integer_labels(logits, labels, axis=-1, where=None):
+def softmax_cross_entropy_with_integer_labels(logits: ArrayLike, labels: ArrayLike,
+                                              axis: int | tuple[int, ...] | None = -1,
+                                              where: ArrayLike | None = None) -> jax.Array:
     r"""Softmax cross-entropy against class indices (optax's ``softmax_cross_entropy_with_integer_labels``).
 
     .. math:: \ell = -\log \mathrm{softmax}_{\text{where}}(x)_{y}
@@ -343,7 +352,7 @@ def softmax_cross_entropy_with_integer_labels(logits, labels, axis=-1, where=Non
 # sigmoid losses (elementwise)
 # ---------------------------------------------------------------------------------------------
 
-def _binary_args(logits, labels):
+def _binary_args(logits: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array]:
     logits = _floating(logits, "logits")
     labels = jnp.asarray(labels)
     try:
@@ -353,7 +362,7 @@ def _binary_args(logits, labels):
     return jnp.broadcast_to(logits, shape), jnp.broadcast_to(labels.astype(logits.dtype), shape)
 
 
-def sigmoid_binary_cross_entropy(logits, labels):
+def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     r"""Elementwise sigmoid cross-entropy (optax's ``sigmoid_binary_cross_entropy``).
 
     .. math:: \ell = -\left[y \log σ(x) + (1-y) \log σ(-x)\right]
@@ -374,7 +383,8 @@ def sigmoid_binary_cross_entropy(logits, labels):
     return _library_loss(_Spec(_core_bce_with_logits, {}, None), x, y, None)
 
 
-def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0):
+def sigmoid_focal_loss(logits: ArrayLike, labels: ArrayLike, *, alpha: float | jax.Array | None = None,
+                       gamma: float | jax.Array = 2.0) -> jax.Array:
     r"""Sigmoid focal loss (Lin et al., 2017; optax's ``sigmoid_focal_loss``).
 
     .. math:: \ell = a_t\,(1 - p_t)^γ\,\mathrm{BCE}(x, y),\quad

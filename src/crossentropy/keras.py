@@ -12,16 +12,27 @@ compiled model saved to ``.keras`` loads back with its loss.
 
 How it computes
 ---------------
-``call()`` is written with ``keras.ops`` only, so it runs on every Keras
-backend (TensorFlow, JAX, PyTorch), inside ``model.fit``'s compiled graph
-too, and the backend's autodiff differentiates it.  It states the library's
-formulas with the library's ``compat='keras'`` semantics for probabilities
-(clip to ``[ε, 1-ε]`` with ``ε = keras.config.epsilon()``; renormalise rows
-for the categorical losses) and the overflow-free forms for logits.  The
-library's own functions are not called here: on the TensorFlow backend the
-tensors are ``tf.Tensor`` objects (graph tensors inside ``fit``), which have
-no array-API namespace for the library to dispatch on (see "One truth per
-formula" in ``docs/adapters.md``).
+A thin layer over the library: each ``call()`` adjusts shapes as Keras does and
+hands ``y_pred``/``y_true`` to the library's own function
+(:func:`~crossentropy.binary_cross_entropy`, ``..._with_logits``,
+:func:`~crossentropy.cross_entropy`, :func:`~crossentropy.categorical_cross_entropy`,
+the focal and generalised losses) with ``reduction='none'`` and, for
+probabilities, ``compat='keras'`` (clip to ``[ε, 1-ε]``, ``ε =
+keras.config.epsilon()``; renormalise rows for the categorical losses); Keras's
+``Loss.__call__`` then weights, masks and reduces.  So a fix in the library
+fixes this module, and from logits the losses are exact where Keras's round
+(a confident prediction's loss and gradient, see docs/exactness.md).
+
+On the JAX and PyTorch backends the tensors are JAX arrays and torch tensors,
+which the library computes on directly (the backend differentiates its
+formulas).  TensorFlow's tensors have no array-API namespace: importing this
+module on that backend registers :class:`KerasOps` (the library's operations
+in ``keras.ops``) for them, with the value checks skipped for graph tensors
+(inside ``tf.function``/``fit``), and the gradient is the library's analytic
+one through ``keras.ops.custom_gradient`` (first and higher order, ``y_true``
+included).  What is still written here: Keras's shape rules, its
+backend-specific choices (below) and its label-smoothing class count for an
+``axis`` other than the last.
 
 Shapes are checked as Keras checks them (after its rank adjustment: equal
 shapes for the binary losses and ``CategoricalCrossentropy``; labels of
@@ -50,10 +61,21 @@ Importing this module imports ``keras`` (and so its backend); importing
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
 import keras
 from keras import ops
 
-from ._errors import InvalidOptionError, ShapeMismatchError
+import crossentropy as _core  # the package's public loss functions, which this module wraps
+
+from . import _backend
+from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
+from ._typing import Array, ArrayLike
+from .binary import keras_epsilon_set
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "BinaryCrossentropy",
@@ -68,36 +90,290 @@ _PACKAGE = "crossentropy"
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers (keras.ops only)
+# the core's operations in keras.ops (TensorFlow tensors have no array-API namespace)
 # ---------------------------------------------------------------------------------------------
 
-def _eps():
+class _NoNamespace:
+    """``Ops.xp`` for :class:`KerasOps`: every operation the core uses is a method of KerasOps, so
+    reaching for an array-API function here means the loss is not available on these tensors."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise InvalidDTypeError(
+            f"this operation needs the array-API function {name!r}, which TensorFlow tensors lack; "
+            "it is not available for them (pass NumPy, JAX or PyTorch arrays)")
+
+
+class KerasOps(_backend.Ops):
+    """:class:`crossentropy._backend.Ops` written in ``keras.ops``: the core's reference code on the
+    tensors of Keras's TensorFlow backend (eager and graph tensors alike), with autodiff by the
+    backend.  Registered for ``tensorflow`` tensors when this module is imported on that backend
+    (the JAX and PyTorch backends' tensors already have the core's own namespaces)."""
+
+    def __init__(self) -> None:
+        super().__init__(_NoNamespace(), "tensorflow")
+
+    # -- inspection ----------------------------------------------------------------------
+    def is_floating(self, x: Array) -> bool:
+        return keras.backend.is_float_dtype(x.dtype)
+
+    def is_integer(self, x: Array) -> bool:
+        return keras.backend.is_int_dtype(x.dtype)
+
+    def is_bool(self, x: Array) -> bool:
+        return keras.backend.standardize_dtype(x.dtype) == "bool"
+
+    def eps(self, x: Array) -> float:
+        import ml_dtypes  # NumPy's finfo lacks bfloat16; ml_dtypes (a TensorFlow dependency) has it
+
+        return float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).eps)
+
+    def device(self, x: Array) -> None:
+        return None
+
+    def dtype_named(self, name: str) -> str:
+        return name  # keras.ops takes dtype names
+
+    # -- construction --------------------------------------------------------------------
+    def asarray(self, x: ArrayLike, dtype: Any = None, like: Array | None = None) -> Array:
+        return ops.convert_to_tensor(x, dtype=like.dtype if (dtype is None and like is not None) else dtype)
+
+    def scalar(self, value: float, like: Array) -> Array:
+        return ops.convert_to_tensor(value, dtype=like.dtype)
+
+    def zeros_like(self, x: Array) -> Array:
+        return ops.zeros_like(x)
+
+    def ones_like(self, x: Array) -> Array:
+        return ops.ones_like(x)
+
+    def full_like(self, x: Array, value: float) -> Array:
+        return ops.full_like(x, value)
+
+    def astype(self, x: Array, like: Array) -> Array:
+        return x if x.dtype == like.dtype else ops.cast(x, like.dtype)
+
+    def zeros(self, shape: Sequence[int], like: Array) -> Array:
+        return ops.zeros(shape, dtype=like.dtype)
+
+    def arange_like(self, n: int, like: Array) -> Array:
+        # in ``like``'s dtype: TensorFlow compares int32 with int64 only after a cast
+        return ops.arange(n, dtype=like.dtype)
+
+    # -- elementwise ---------------------------------------------------------------------
+    def exp(self, x: Array) -> Array:
+        return ops.exp(x)
+
+    def log(self, x: Array) -> Array:
+        return ops.log(x)
+
+    def log1p(self, x: Array) -> Array:
+        return ops.log1p(x)
+
+    def expm1(self, x: Array) -> Array:
+        return ops.expm1(x)
+
+    def abs(self, x: Array) -> Array:
+        return ops.abs(x)
+
+    def tanh(self, x: Array) -> Array:
+        return ops.tanh(x)
+
+    def maximum(self, x: Array, y: ArrayLike) -> Array:
+        return ops.maximum(x, y if hasattr(y, "dtype") else self.scalar(y, x))
+
+    def minimum(self, x: Array, y: ArrayLike) -> Array:
+        return ops.minimum(x, y if hasattr(y, "dtype") else self.scalar(y, x))
+
+    def clip(self, x: Array, lo: ArrayLike, hi: ArrayLike) -> Array:
+        return ops.clip(x, lo, hi)
+
+    def where(self, cond: Array, x: ArrayLike, y: ArrayLike) -> Array:
+        if not hasattr(x, "dtype"):
+            x = self.scalar(x, y)
+        elif not hasattr(y, "dtype"):
+            y = self.scalar(y, x)
+        return ops.where(cond, x, y)
+
+    def isnan(self, x: Array) -> Array:
+        return ops.isnan(x)
+
+    def isinf(self, x: Array) -> Array:
+        return ops.isinf(x)
+
+    def isfinite(self, x: Array) -> Array:
+        return ops.isfinite(x)
+
+    def power(self, x: Array, p: ArrayLike) -> Array:
+        return ops.power(x, p if hasattr(p, "dtype") else self.scalar(p, x))
+
+    # -- reductions / shape --------------------------------------------------------------
+    def sum(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+        return ops.sum(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+        return ops.max(x, axis=axis, keepdims=keepdims)
+
+    def min(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+        return ops.min(x, axis=axis, keepdims=keepdims)
+
+    def argmax(self, x: Array, axis: int, keepdims: bool = False) -> Array:
+        return ops.argmax(x, axis=axis, keepdims=keepdims)
+
+    def take_along_axis(self, x: Array, idx: Array, axis: int) -> Array:
+        return ops.take_along_axis(x, idx, axis=axis)
+
+    def take(self, x: Array, idx: Array) -> Array:
+        return ops.take(x, idx, axis=0)
+
+    def expand_dims(self, x: Array, axis: int) -> Array:
+        return ops.expand_dims(x, axis)
+
+    def squeeze(self, x: Array, axis: int) -> Array:
+        return ops.squeeze(x, axis=axis)
+
+    def reshape(self, x: Array, shape: Sequence[int]) -> Array:
+        return ops.reshape(x, tuple(shape))
+
+    def broadcast_to(self, x: Array, shape: Sequence[int]) -> Array:
+        return ops.broadcast_to(x, tuple(shape))
+
+    def moveaxis(self, x: Array, src: int | Sequence[int], dst: int | Sequence[int]) -> Array:
+        return ops.moveaxis(x, src, dst)
+
+    def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+        return ops.concatenate(arrays, axis=axis)
+
+    def class_column(self, v: Array, axis: int, ndim: int) -> Array:
+        shape = [1] * ndim
+        shape[axis] = int(v.shape[0])
+        return ops.reshape(v, tuple(shape))
+
+    def one_hot(self, idx: Array, num_classes: int, axis: int, like: Array) -> Array:
+        return ops.one_hot(idx, num_classes, axis=axis, dtype=keras.backend.standardize_dtype(like.dtype))
+
+    def is_class(self, k: Array, num_classes: int, axis: int, ndim: int) -> Array:
+        return ops.equal(self.class_column(self.arange_like(num_classes, k), axis, ndim), k)
+
+    def first_true(self, mask: Array) -> int:
+        return int(ops.argmax(ops.cast(ops.reshape(mask, (-1,)), "int32"), axis=0))
+
+    def any(self, x: Array) -> bool:
+        return bool(ops.any(x))
+
+    def all(self, x: Array) -> bool:
+        return bool(ops.all(x))
+
+    def stop_gradient(self, x: Array) -> Array:
+        return ops.stop_gradient(x)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        return ops.convert_to_numpy(x)
+
+    def accurate_sum(self, x: Array) -> Array:
+        # The compensated cascade needs the element count while tracing; a graph tensor
+        # whose size is known only at run time gets the backend's plain sum.
+        if any(d is None for d in x.shape):
+            return ops.sum(x)
+        return super().accurate_sum(x)
+
+
+def _tf_concrete(x: Array) -> bool:
+    import tensorflow as tf
+
+    # A graph tensor (inside tf.function / model.fit) has no values to check.
+    return not tf.is_symbolic_tensor(x)
+
+
+if keras.backend.backend() == "tensorflow":
+    _backend.register_library("tensorflow", KerasOps, _tf_concrete)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+def _eps() -> float:
     return keras.config.epsilon()
 
 
-def _is_tf():
+def _per_sample(fn: Callable[..., Array], pred: Array, target: Array, **options: Any) -> Array:
+    """The core's per-element/per-sample loss ``fn(pred, target, reduction='none', ...)``, its
+    ``compat='keras'`` clip at Keras's configured epsilon; Keras's ``Loss.__call__`` then weights,
+    masks and reduces it.
+
+    On TensorFlow the gradient is the core's analytic one (:func:`crossentropy.value_and_grad`,
+    w.r.t. ``pred`` and a floating ``target``), through ``keras.ops.custom_gradient``: exact where
+    the core's is (a confident prediction's ``1 − p``), and one pass instead of the backend's
+    autodiff through every operation of the exact formulas (2–3× slower).  The backward recomputes
+    from ``pred`` with recorded operations, so an outer tape differentiates it again (gradient
+    penalties, Hessians).  JAX and PyTorch arrays go to the core directly; their backends
+    differentiate its formulas.
+    """
+    eps = _eps()
+    if not _is_tf():
+        with keras_epsilon_set(eps):
+            return fn(pred, target, reduction="none", **options)
+    wrt = (0, 1) if keras.backend.is_float_dtype(target.dtype) else (0,)
+
+    @ops.custom_gradient
+    def loss(z: Array, t: Array) -> tuple[Array, Callable[..., tuple[Array | None, ...]]]:
+        with keras_epsilon_set(eps):
+            value, g = _core.value_and_grad(fn, z, t, wrt=wrt, reduction="none", **options)
+
+        def grad(*args: Array, upstream: Array | None = None) -> tuple[Array | None, ...]:
+            if upstream is None:
+                (upstream,) = args
+            # per-sample gradients times the upstream per-sample cotangent (the class axis, where the
+            # loss has one, is broadcast); g was computed from z by recorded operations, so an
+            # outer tape differentiates this product again (second order).
+            return tuple(_times_upstream(gi, upstream, options.get("axis", -1)) for gi in g) + ((None,) if len(wrt) == 1 else ())
+
+        return value, grad
+    return loss(pred, target)
+
+
+def _times_upstream(g: Array, upstream: Array, axis: int) -> Array:
+    if len(upstream.shape) < len(g.shape):  # the per-sample loss dropped the class axis
+        upstream = ops.expand_dims(upstream, axis)
+    return g * upstream
+
+
+def _is_tf() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def _check_axis(axis):
+def _check_axis(axis: object) -> int:
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise InvalidOptionError(f"axis must be an int; got {axis!r} of type {type(axis).__name__}")
     return axis
 
 
-def _check_smoothing(label_smoothing):
+def _check_smoothing(label_smoothing: float) -> float:
     v = float(label_smoothing)
     if not 0.0 <= v <= 1.0:
         raise InvalidOptionError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
     return label_smoothing
 
 
-def _tensors(y_true, y_pred):
-    # Loss.__call__ maps convert_to_tensor over nested lists; stack them back.
-    return ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+def _tensors(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
+    # Loss.__call__ maps convert_to_tensor over nested lists; stack them back.  A variable (Keras's
+    # or TensorFlow's) stays a variable under keras.ops.convert_to_tensor, and the core wants the
+    # backend's arrays (a tf.Variable has no .ndim; a keras.Variable no array namespace): read it.
+    return _value(ops.convert_to_tensor(y_true)), _value(ops.convert_to_tensor(y_pred))
 
 
-def _same_rank(y_true, y_pred):
+def _value(x: Array) -> Array:
+    if isinstance(x, keras.Variable):
+        x = x.value  # the backend's own variable or array (a tf.Variable, a jax.Array, a torch Parameter)
+    if _is_tf():
+        import tensorflow as tf
+
+        if isinstance(x, tf.Variable):
+            return tf.convert_to_tensor(x)  # a read: the tape follows it to the variable
+    return x
+
+
+def _same_rank(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
     """Keras's rule: ranks that differ by one with a trailing 1 are made equal."""
     y_true, y_pred = _tensors(y_true, y_pred)
     rt, rp = len(y_true.shape), len(y_pred.shape)
@@ -113,16 +389,16 @@ def _same_rank(y_true, y_pred):
     return y_true, y_pred
 
 
-def _dims(x):
+def _dims(x: Array) -> tuple[int | None, ...]:
     # Static shape; ``None`` for a dimension unknown until run time (symbolic tensors in ``fit``).
     return tuple(None if d is None else int(d) for d in x.shape)
 
 
-def _mismatch(a, b):
+def _mismatch(a: Sequence[int | None], b: Sequence[int | None]) -> bool:
     return len(a) != len(b) or any(p is not None and q is not None and p != q for p, q in zip(a, b))
 
 
-def _require_same_shape(loss, y_true, y_pred):
+def _require_same_shape(loss: str, y_true: Array, y_pred: Array) -> None:
     """Keras's rule for the binary and categorical losses: after the rank adjustment, equal shapes."""
     t, p = _dims(y_true), _dims(y_pred)
     if _mismatch(t, p):
@@ -133,7 +409,8 @@ def _require_same_shape(loss, y_true, y_pred):
         raise ShapeMismatchError(f"{loss}: y_true and y_pred must be at least rank 1; got shape {p}")
 
 
-def _require_broadcastable(loss, y_true_shape, y_pred_shape):
+def _require_broadcastable(loss: str, y_true_shape: tuple[int | None, ...],
+                           y_pred_shape: tuple[int | None, ...]) -> None:
     """The focal/generalised categorical losses broadcast y_true against y_pred, as Keras does; a pair that
     does not broadcast gets our error instead of the backend's."""
     for p, q in zip(reversed(y_true_shape), reversed(y_pred_shape)):
@@ -143,7 +420,27 @@ def _require_broadcastable(loss, y_true_shape, y_pred_shape):
                 f"broadcast against y_pred of shape {y_pred_shape}")
 
 
-def _logits_of(y_pred, op_type):
+def _broadcast_pair(a: Array, b: Array, a_tail: tuple[int | None, ...] = ()) -> tuple[Array, Array]:
+    """``a`` and ``b`` broadcast against each other (Keras broadcasts y_true in the focal/generalised
+    losses; the core wants equal shapes).  ``a_tail`` is appended to ``a``'s shape for the comparison
+    (the class axis of integer labels).  Shapes unknown until run time are left as they are."""
+    sa, sb = _dims(a) + tuple(a_tail), _dims(b)
+    if sa == sb or None in sa or None in sb:
+        return a, b
+    # every dimension is known from here on (checked just above), which mypy cannot infer
+    ka, kb = cast("tuple[int, ...]", sa), cast("tuple[int, ...]", sb)
+    n = max(len(ka), len(kb))
+    pa, pb = (1,) * (n - len(ka)) + ka, (1,) * (n - len(kb)) + kb
+    full = tuple(max(p, q) for p, q in zip(pa, pb))
+    if full[len(full) - len(sb):] != sb or len(full) != len(sb):
+        b = ops.broadcast_to(b, full)
+    target = full[:len(full) - len(a_tail)]
+    if _dims(a) != target:
+        a = ops.broadcast_to(a, target)
+    return a, b
+
+
+def _logits_of(y_pred: Array, op_type: str) -> Array | None:
     """The logits behind a Keras softmax/sigmoid output (TensorFlow backend only), else None."""
     if not _is_tf():
         return None
@@ -158,40 +455,32 @@ def _logits_of(y_pred, op_type):
     return None
 
 
-def _bce_from_logits(y, x):
-    # −[y log σ(x) + (1−y) log σ(−x)] = max(x, 0) − x·y + log(1 + e^{−|x|}): no overflow.
-    return ops.maximum(x, 0.0) - x * y + ops.log1p(ops.exp(-ops.abs(x)))
+def _class_axis(y_pred: Array, axis: int, loss: str) -> int:
+    nd = len(y_pred.shape)
+    if nd < 1:
+        raise ShapeMismatchError(f"{loss}: y_pred must be at least rank 1; got shape {_dims(y_pred)}")
+    if not -nd <= axis < nd:
+        raise InvalidOptionError(f"axis={axis} is out of range for y_pred of rank {nd}")
+    return axis % nd
 
 
-def _bce_from_probs(y, p):
-    eps = _eps()
-    c = ops.clip(p, eps, 1.0 - eps)
-    return -(y * ops.log(c) + (1.0 - y) * ops.log(1.0 - c))
+def _smoothing_for_core(y: Array, label_smoothing: float, axis: int, ndim: int) -> tuple[Array, float]:
+    """``(target, label_smoothing)`` for the core.
 
-
-def _log_softmax(x, axis):
-    m = ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))
-    s = x - m
-    return s - ops.log(ops.sum(ops.exp(s), axis=axis, keepdims=True))
-
-
-def _renorm_clip(p, axis):
-    eps = _eps()
-    return ops.clip(p / ops.sum(p, axis=axis, keepdims=True), eps, 1.0 - eps)
-
-
-def _smooth_categorical(y, label_smoothing, dtype):
-    if label_smoothing:
-        # Keras counts the classes on the last axis, whatever ``axis`` is.
-        c = ops.cast(ops.shape(y)[-1], dtype)
-        y = y * (1.0 - label_smoothing) + label_smoothing / c
-    return y
+    The core smooths over the class axis (``y(1-s) + s/C``, C = classes on ``axis``); Keras counts
+    the classes on the *last* axis whatever ``axis`` is.  The two agree when ``axis`` is the last
+    one; otherwise Keras's own count is applied here, so its numbers are kept (a restatement of
+    that one line, on purpose)."""
+    if not label_smoothing or axis == ndim - 1:
+        return y, label_smoothing
+    c = ops.cast(ops.shape(y)[-1], y.dtype)
+    return y * (1.0 - label_smoothing) + label_smoothing / c, 0.0
 
 
 class _Base(keras.losses.Loss):
-    _config_keys: tuple = ()
+    _config_keys: tuple[str, ...] = ()
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({k: getattr(self, k) for k in self._config_keys})
         return config
@@ -209,7 +498,9 @@ class BinaryCrossentropy(_Base):
               \quad \hat p = \operatorname{clip}(p, ε, 1-ε),\quad y ← y(1-s) + s/2
 
     From logits (``from_logits=True``) nothing is clipped:
-    :math:`\max(x,0) - xy + \log(1+e^{-|x|})`.
+    :math:`-[y \log σ(x) + (1-y) \log σ(-x)]` from the overflow-free log-sigmoid.
+    Computed by :func:`crossentropy.binary_cross_entropy` (``compat='keras'``) and
+    :func:`crossentropy.binary_cross_entropy_with_logits`.
 
     Shapes: ``y_true`` and ``y_pred`` ``(batch, ..., d)``; the per-sample loss
     drops ``axis``; ``reduction`` then applies Keras's rules.
@@ -224,21 +515,25 @@ class BinaryCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="binary_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "binary_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("BinaryCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
-        if self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         logits = y_pred if self.from_logits else _logits_of(y_pred, "Sigmoid")
-        bce = _bce_from_logits(y, logits) if logits is not None else _bce_from_probs(y, y_pred)
+        if logits is not None:
+            bce = _per_sample(_core.binary_cross_entropy_with_logits, logits, y,
+                              label_smoothing=self.label_smoothing)
+        else:
+            bce = _per_sample(_core.binary_cross_entropy, y_pred, y, label_smoothing=self.label_smoothing,
+                              compat="keras")
         return ops.mean(bce, axis=self.axis)
 
 
@@ -252,6 +547,8 @@ class BinaryFocalCrossentropy(_Base):
     :math:`a_t` applies only with ``apply_class_balancing=True``.  With
     ``from_logits=True``, :math:`p = σ(x)`; the BCE term is clipped as Keras
     does (exact from the logits on the TensorFlow backend, as there).
+    Computed by :func:`crossentropy.binary_focal_cross_entropy` and
+    :func:`crossentropy.binary_focal_cross_entropy_with_logits` (``compat='keras'``).
 
     Shapes: as :class:`BinaryCrossentropy`.
 
@@ -264,8 +561,10 @@ class BinaryFocalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis", "apply_class_balancing", "alpha", "gamma")
 
-    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
-                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy", dtype=None):
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "binary_focal_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if float(gamma) < 0:
             raise InvalidOptionError(f"gamma must be >= 0; got {gamma!r}")
@@ -276,24 +575,20 @@ class BinaryFocalCrossentropy(_Base):
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("BinaryFocalCrossentropy", y_true, y_pred)
         y = ops.cast(y_true, y_pred.dtype)
-        if self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        if self.from_logits:
-            x = y_pred
-            p = ops.sigmoid(x)
-            bce = _bce_from_logits(y, x) if _is_tf() else _bce_from_probs(y, p)
+        options = dict(gamma=self.gamma, alpha=self.alpha if self.apply_class_balancing else None,
+                       label_smoothing=self.label_smoothing, compat="keras")
+        logits = y_pred if self.from_logits else _logits_of(y_pred, "Sigmoid")
+        if logits is not None and _is_tf():
+            # TensorFlow's Keras takes the BCE factor from the logits (exact), the focal factor from σ(x).
+            loss = _per_sample(_core.binary_focal_cross_entropy_with_logits, logits, y, **options)
         else:
-            p = y_pred
-            logits = _logits_of(y_pred, "Sigmoid")
-            bce = _bce_from_logits(y, logits) if logits is not None else _bce_from_probs(y, p)
-        p_t = y * p + (1.0 - y) * (1.0 - p)
-        loss = ops.power(1.0 - p_t, self.gamma) * bce
-        if self.apply_class_balancing:
-            loss = (y * self.alpha + (1.0 - y) * (1.0 - self.alpha)) * loss
+            # JAX/PyTorch: from_logits applies a sigmoid, then the clipped probability formula.
+            p = ops.sigmoid(y_pred) if self.from_logits else y_pred
+            loss = _per_sample(_core.binary_focal_cross_entropy, p, y, **options)
         return ops.mean(loss, axis=self.axis)
 
 
@@ -308,7 +603,10 @@ class CategoricalCrossentropy(_Base):
     .. math:: \ell = -\sum_c q_c \log \hat p_c,\quad
               \hat p = \operatorname{clip}(p / \textstyle\sum_c p_c,\ ε, 1-ε),\quad q = (1-s)y + s/C
 
-    From logits: :math:`-\sum_c q_c \operatorname{log\_softmax}(x)_c`, unclipped.
+    From logits: :math:`-\sum_c q_c \operatorname{log\_softmax}(x)_c`, unclipped, and exact for
+    confident predictions (:func:`crossentropy.cross_entropy`; Keras's own ``lse − x_y``
+    rounds losses below about 1e-8 to 0).  From probabilities:
+    :func:`crossentropy.categorical_cross_entropy` with ``compat='keras'``.
 
     Shapes: ``y_true`` and ``y_pred`` ``(batch, ..., C, ...)`` with the
     classes on ``axis``; the per-sample loss drops ``axis``.
@@ -322,20 +620,23 @@ class CategoricalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
-                 name="categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str | None = "sum_over_batch_size", name: str | None = "categorical_crossentropy",
+                 dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_same_shape("CategoricalCrossentropy", y_true, y_pred)
-        y = _smooth_categorical(ops.cast(y_true, y_pred.dtype), self.label_smoothing, y_pred.dtype)
+        ax = _class_axis(y_pred, self.axis, "CategoricalCrossentropy")
+        y, ls = _smoothing_for_core(ops.cast(y_true, y_pred.dtype), self.label_smoothing, ax, len(y_pred.shape))
         logits = y_pred if self.from_logits else _logits_of(y_pred, "Softmax")
-        logp = _log_softmax(logits, self.axis) if logits is not None else ops.log(_renorm_clip(y_pred, self.axis))
-        return -ops.sum(y * logp, axis=self.axis)
+        if logits is not None:
+            return _per_sample(_core.cross_entropy, logits, y, axis=ax, label_smoothing=ls)
+        return _per_sample(_core.categorical_cross_entropy, y_pred, y, axis=ax, label_smoothing=ls, compat="keras")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -361,21 +662,18 @@ class SparseCategoricalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "ignore_class", "axis")
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1,
-                 name="sparse_categorical_crossentropy", dtype=None):
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 reduction: str | None = "sum_over_batch_size", axis: int = -1,
+                 name: str | None = "sparse_categorical_crossentropy", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _tensors(y_true, y_pred)
+        ax = _class_axis(y_pred, self.axis, "SparseCategoricalCrossentropy")
         nd = len(y_pred.shape)
-        if nd < 1:
-            raise ShapeMismatchError(f"SparseCategoricalCrossentropy: y_pred must be at least rank 1; got shape {_dims(y_pred)}")
-        ax = self.axis % nd if -nd <= self.axis < nd else None
-        if ax is None:
-            raise InvalidOptionError(f"axis={self.axis} is out of range for y_pred of rank {nd}")
         if len(y_true.shape) == nd and y_true.shape[ax] == 1:
             y_true = ops.squeeze(y_true, axis=ax)
         # Keras's rule (its PyTorch backend's wording for any axis; TensorFlow and JAX accept the last axis only):
@@ -387,25 +685,25 @@ class SparseCategoricalCrossentropy(_Base):
                 f"SparseCategoricalCrossentropy: y_true and y_pred must have the same shape {where}: y_true must "
                 f"have shape {expected} (or with a 1 inserted at the class axis); got y_true.shape="
                 f"{_dims(y_true)}, y_pred.shape={_dims(y_pred)}")
-        valid = None
-        if self.ignore_class is not None:
-            valid = ops.not_equal(y_true, ops.cast(self.ignore_class, y_true.dtype))
-            y_true = ops.where(valid, y_true, ops.zeros_like(y_true))
+        # Loss.__call__ hands the labels over in the loss's float dtype; the core wants integers.
         labels = ops.cast(y_true, "int32")
-        onehot = ops.cast(ops.one_hot(labels, y_pred.shape[ax] if y_pred.shape[ax] is not None
-                                      else ops.shape(y_pred)[ax], axis=ax), y_pred.dtype)
+        ignore = None if self.ignore_class is None else int(self.ignore_class)
+        valid = None if ignore is None else ops.not_equal(labels, ignore)
         logits = y_pred if self.from_logits else _logits_of(y_pred, "Softmax")
         if logits is not None:
-            logp = _log_softmax(logits, ax)
+            res = _per_sample(_core.cross_entropy, logits, labels, axis=ax, ignore_index=ignore)
         elif _is_tf():
-            # TensorFlow's Keras clips first and renormalises through a softmax of the logs.
-            eps = _eps()
-            logp = _log_softmax(ops.log(ops.clip(y_pred, eps, 1.0 - eps)), ax)
+            # TensorFlow's Keras clips, then renormalises: the core's compat='keras' for class indices.
+            res = _per_sample(_core.categorical_cross_entropy, y_pred, labels, axis=ax, ignore_index=ignore,
+                              compat="keras")
         else:
-            logp = ops.log(_renorm_clip(y_pred, ax))
-        res = -ops.sum(onehot * logp, axis=ax)
+            # JAX/PyTorch Keras renormalise, then clip: the core's compat='keras' for one-hot targets.
+            kept = labels if valid is None else ops.where(valid, labels, ops.zeros_like(labels))
+            onehot = ops.one_hot(kept, _dims(y_pred)[ax] or ops.shape(y_pred)[ax], axis=ax, dtype=y_pred.dtype)
+            if valid is not None:
+                onehot = onehot * ops.expand_dims(ops.cast(valid, y_pred.dtype), ax)
+            res = _per_sample(_core.categorical_cross_entropy, y_pred, onehot, axis=ax, compat="keras")
         if valid is not None:
-            res = ops.where(valid, res, ops.zeros_like(res))
             from keras.src.backend.common.masking import set_keras_mask
 
             # Keras's own mechanism: Loss.__call__ merges this mask into the reduction.
@@ -422,9 +720,10 @@ class CategoricalFocalCrossentropy(_Base):
     with :math:`\hat p` renormalised and clipped as in
     :class:`CategoricalCrossentropy` (``from_logits=True`` applies a softmax
     first, then the same clipping, as Keras does); ``alpha`` a float or a
-    per-class list.
+    per-class list.  Computed by :func:`crossentropy.categorical_focal_cross_entropy`
+    and :func:`crossentropy.focal_cross_entropy` (``compat='keras'``).
 
-    Shapes: as :class:`CategoricalCrossentropy`.
+    Shapes: as :class:`CategoricalCrossentropy`; ``y_true`` broadcasts against ``y_pred``.
 
     >>> import numpy as np
     >>> from crossentropy.keras import CategoricalFocalCrossentropy
@@ -435,8 +734,9 @@ class CategoricalFocalCrossentropy(_Base):
 
     _config_keys = ("from_logits", "label_smoothing", "axis", "alpha", "gamma")
 
-    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
+    def __init__(self, alpha: float | Sequence[float] = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, axis: int = -1, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "categorical_focal_crossentropy", dtype: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if float(gamma) < 0:
             raise InvalidOptionError(f"gamma must be >= 0; got {gamma!r}")
@@ -446,17 +746,16 @@ class CategoricalFocalCrossentropy(_Base):
         self.label_smoothing = _check_smoothing(label_smoothing)
         self.axis = _check_axis(axis)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _same_rank(y_true, y_pred)
         _require_broadcastable("CategoricalFocalCrossentropy", _dims(y_true), _dims(y_pred))
-        y = _smooth_categorical(ops.cast(y_true, y_pred.dtype), self.label_smoothing, y_pred.dtype)
-        p = ops.softmax(y_pred, axis=self.axis) if self.from_logits else y_pred
-        c = _renorm_clip(p, self.axis)
-        alpha = self.alpha
-        if isinstance(alpha, (list, tuple)):
-            alpha = ops.convert_to_tensor(alpha, dtype=y_pred.dtype)
-        focal = ops.power(1.0 - c, self.gamma) * alpha * (-y * ops.log(c))
-        return ops.sum(focal, axis=self.axis)
+        y, y_pred = _broadcast_pair(ops.cast(y_true, y_pred.dtype), y_pred)
+        ax = _class_axis(y_pred, self.axis, "CategoricalFocalCrossentropy")
+        y, ls = _smoothing_for_core(y, self.label_smoothing, ax, len(y_pred.shape))
+        alpha = list(self.alpha) if isinstance(self.alpha, (list, tuple)) else self.alpha
+        fn = _core.focal_cross_entropy if self.from_logits else _core.categorical_focal_cross_entropy
+        return _per_sample(fn, y_pred, y, gamma=self.gamma, alpha=alpha, axis=ax, label_smoothing=ls,
+                           compat="keras")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -464,6 +763,8 @@ class CategoricalGeneralizedCrossEntropy(_Base):
     r"""Generalized cross-entropy (Zhang & Sabuncu, 2018), as Keras's ``CategoricalGeneralizedCrossEntropy``.
 
     .. math:: \ell = \frac{1 - p_{y}^{\,q}}{q},\qquad q ∈ (0, 1)
+
+    Computed by :func:`crossentropy.generalized_cross_entropy`.
 
     Shapes: ``y_pred`` ``(batch, C)`` probabilities; ``y_true`` integer
     labels ``(batch,)`` or ``(batch, 1)``.
@@ -477,23 +778,22 @@ class CategoricalGeneralizedCrossEntropy(_Base):
 
     _config_keys = ("q",)
 
-    def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy",
-                 dtype=None):
+    def __init__(self, q: float = 0.5, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = "categorical_generalized_cross_entropy", dtype: Any = None) -> None:
         if not 0 < q < 1:
             raise InvalidOptionError(f"q must be in the open interval (0, 1); got {q!r}")
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.q = q
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         y_true, y_pred = _tensors(y_true, y_pred)
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
-        n = y_pred.shape[-1] if y_pred.shape[-1] is not None else ops.shape(y_pred)[-1]
         _require_broadcastable("CategoricalGeneralizedCrossEntropy", _dims(y_true) + (_dims(y_pred)[-1],),
                                _dims(y_pred))
-        onehot = ops.cast(ops.one_hot(ops.cast(y_true, "int32"), n), y_pred.dtype)
-        p = ops.sum(y_pred * onehot, axis=-1)
-        return (1.0 - ops.power(p, self.q)) / self.q
+        # Keras one-hot encodes the labels on the last axis and broadcasts them against y_pred.
+        labels, y_pred = _broadcast_pair(ops.cast(y_true, "int32"), y_pred, a_tail=(_dims(y_pred)[-1],))
+        return _per_sample(_core.generalized_cross_entropy, y_pred, labels, q=self.q)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,30 +803,30 @@ class CategoricalGeneralizedCrossEntropy(_Base):
 class _Forward:
     """Attribute access forwarding to ``target``, with some names overridden."""
 
-    def __init__(self, target, overrides):
+    def __init__(self, target: Any, overrides: dict[str, Any]) -> None:
         object.__setattr__(self, "_target", target)
         object.__setattr__(self, "_overrides", overrides)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name in self._overrides:
             return self._overrides[name]
         return getattr(self._target, name)
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(set(dir(self._target)) | set(self._overrides))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self._target.__name__} with crossentropy's losses>"
 
 
-def _tf_proxy():
+def _tf_proxy() -> _Forward:
     import tensorflow as tf
 
     losses = _Forward(keras.losses, {n: globals()[n] for n in __all__})
     return _Forward(tf, {"keras": _Forward(keras, {"losses": losses})})
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # ``tf``: the tensorflow module whose ``tf.keras.losses.<Name>`` are this
     # module's classes, so code written against tf.keras runs with a changed
     # import line only (``from crossentropy.keras import tf``).

@@ -25,11 +25,13 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
 from ._backend import namespace
 from ._errors import CrossEntropyError, InvalidOptionError, ProbabilityRangeError, ShapeMismatchError
+from ._typing import Array, ArrayLike
 from .categorical import categorical_cross_entropy
 
 __all__ = ["log_loss", "WeightsSumToZeroError"]
@@ -39,7 +41,7 @@ class WeightsSumToZeroError(CrossEntropyError, ZeroDivisionError):
     """``normalize=True`` with sample weights that sum to zero (scikit-learn raises ``ZeroDivisionError``)."""
 
 
-def _host(a):
+def _host(a: ArrayLike) -> np.ndarray:
     """A NumPy view/copy of ``a`` for reading values (labels, weights), from any library and device."""
     if a is None or isinstance(a, (np.ndarray, np.generic, numbers.Number, list, tuple, str)):
         return np.asarray(a)
@@ -55,11 +57,11 @@ def _host(a):
     return np.asarray(a)  # pandas, lists of lists, other array-likes
 
 
-def _num_samples(x) -> int:
+def _num_samples(x: Array) -> int:
     return int(x.shape[0]) if len(x.shape) else 1
 
 
-def _float_dtype(ops, a):
+def _float_dtype(ops: Any, a: Array) -> Array:
     """scikit-learn's choice: float64, float32 and float16 stay; anything else becomes float64
     (float32 on a device without float64, as scikit-learn's ``supported_float_dtypes``)."""
     xp = ops.xp
@@ -74,7 +76,7 @@ def _float_dtype(ops, a):
     return xp.astype(a, wide if wide is not None else xp.float32)
 
 
-def _proba_array(y_proba):
+def _proba_array(y_proba: ArrayLike) -> tuple[Any, Array]:
     """``(ops, array)``: ``y_proba`` in its own library (NumPy for NumPy arrays and Python data), checked."""
     if isinstance(y_proba, (list, tuple)) or not hasattr(y_proba, "shape") or not hasattr(y_proba, "dtype"):
         y_proba = np.asarray(y_proba)
@@ -112,7 +114,7 @@ def _proba_array(y_proba):
     return ops, a
 
 
-def _encode(y_true, labels):
+def _encode(y_true: ArrayLike, labels: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
     """One-hot targets over the sorted classes (a NumPy array), and the classes."""
     y = _host(y_true)
     if y.ndim == 2 and y.shape[1] > 1 and labels is None:
@@ -151,19 +153,21 @@ def _encode(y_true, labels):
     return (y[:, None] == classes[None, :]).astype(np.float64), classes
 
 
-def _sample_weight(sample_weight, n):
+def _sample_weight(sample_weight: ArrayLike | None, n: int) -> tuple[np.ndarray | None, list[int]]:
     """Host copy of the weights (for the checks), and the lengths to compare."""
     if sample_weight is None:
         return None, []
     if isinstance(sample_weight, numbers.Number):
-        return np.full(n, float(sample_weight)), []
+        return np.full(n, float(sample_weight)), []  # type: ignore[arg-type]  # a real number here
     sw = _host(sample_weight)
     if sw.ndim != 1:
         raise ShapeMismatchError(f"Sample weights must be 1D array or scalar; got shape {sw.shape}")
     return sw, [sw.shape[0]]
 
 
-def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels=None, y_pred="deprecated"):
+def log_loss(y_true: ArrayLike, y_proba: ArrayLike | None = None, *, normalize: bool = True,
+             sample_weight: ArrayLike | None = None, labels: ArrayLike | None = None,
+             y_pred: ArrayLike | str = "deprecated") -> float:
     r"""Log loss (cross-entropy) of predicted probabilities, as ``sklearn.metrics.log_loss``.
 
     .. math:: L = \frac{\sum_i s_i \ell_i}{\sum_i s_i},\qquad

@@ -1,9 +1,8 @@
 """The drop-ins keep the library's exactness: confident predictions within 4 ulp of mpmath.
 
 PyTorch, Keras and optax return 0 for these losses (see docs/exactness.md); the
-torch and JAX drop-ins return the correctly rounded value, and its gradient.  (The
-Keras drop-in restates Keras's own ``keras.ops`` formula — see docs/adapters.md,
-"One truth per formula" — and rounds these losses as Keras does.)
+torch, JAX and Keras drop-ins return the correctly rounded value, and its gradient
+(Keras: from logits; from probabilities it clips at Keras's epsilon on purpose).
 """
 
 from __future__ import annotations
@@ -71,3 +70,28 @@ def test_jax_dropin(dtype):
     loss = f(x, y)
     g = jax.grad(lambda a: f(a, y).sum())(x)
     _check(dtype, np.asarray(loss), np.asarray(g)[:, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls", ["CategoricalCrossentropy", "SparseCategoricalCrossentropy"])
+def test_keras_dropin(dtype, cls):
+    import keras
+    import tensorflow as tf
+
+    import crossentropy.keras as ck
+
+    assert keras.backend.backend() == "tensorflow"
+    rows = _rows(dtype)
+    y = np.zeros(len(rows), dtype="int32")
+    if cls == "CategoricalCrossentropy":
+        y = np.eye(rows.shape[1], dtype=dtype)[y]
+    name = np.dtype(dtype).name
+    x = tf.constant(rows)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = getattr(ck, cls)(from_logits=True, reduction=None, dtype=name)(y, x)
+        total = tf.reduce_sum(loss)
+    g = tape.gradient(total, x).numpy()
+    _check(dtype, loss.numpy(), g[:, 0])
+    ref = getattr(keras.losses, cls)(from_logits=True, reduction=None, dtype=name)(y, x)
+    assert float(ref[-1]) == 0.0  # what Keras gives

@@ -213,3 +213,33 @@ def test_tutorial_tensorflow_snippets_unchanged_but_the_import():
     # And the classes really are ours:
     assert ck.tf.keras.losses.BinaryCrossentropy is ck.BinaryCrossentropy
     assert ck.tf.keras.losses.MeanSquaredError is keras.losses.MeanSquaredError
+
+
+@pytest.mark.parametrize("name", CLASSES)
+@pytest.mark.parametrize("kind", ["tf.Variable", "keras.Variable"])
+def test_variables_as_predictions(name, kind):
+    """A variable as ``y_pred`` (what a user's GradientTape often watches) gives Keras's value and
+    gradient; a tf.Variable stays a variable under keras.ops.convert_to_tensor."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    sparse = name in ("SparseCategoricalCrossentropy", "CategoricalGeneralizedCrossEntropy")  # integer labels
+    logits = rng.normal(size=(4, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 4) if sparse else (rng.random((4, 5)) > 0.5).astype(np.float32)
+    if name.startswith("Categorical") and not sparse:
+        y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
+    results = []
+    probs = name == "CategoricalGeneralizedCrossEntropy"  # probabilities only (no from_logits)
+    options = {} if probs else {"from_logits": True}
+    if probs:
+        logits = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for cls in (getattr(keras.losses, name), getattr(ck, name)):
+        v = tf.Variable(logits) if kind == "tf.Variable" else keras.Variable(logits)
+        with tf.GradientTape() as tape:
+            tape.watch(v.value if kind == "keras.Variable" else v)
+            loss = cls(**options)(y, v)
+        g = tape.gradient(loss, v.value if kind == "keras.Variable" else v)
+        results.append((float(loss), np.asarray(g)))
+    (ref, gref), (ours, gours) = results
+    assert abs(ours - ref) <= TOL * max(1.0, abs(ref))
+    assert np.max(np.abs(gours - gref)) <= TOL * max(1.0, float(np.max(np.abs(gref))))

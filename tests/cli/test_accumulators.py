@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from crossentropy.scoring import Batch, ExactSums, ScoreAccumulator, ScoreSpec
 from crossentropy.scoring.accumulators import Calibration
 from crossentropy.scoring.bootstrap import ReplicateSums, poisson_weights
+from crossentropy.scoring.exact import BIAS, sorted_run_sums
 from crossentropy.scoring.roc import MemoryBudget, RocTable
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -178,3 +179,124 @@ def test_calibration_bins_are_sklearns():
     for bins in (1, 3, 7, 10, 15, 100):
         c = Calibration(ScoreSpec(n_classes=2, binary=True, n_bins=bins))
         np.testing.assert_array_equal(c.bin(v), np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], v))
+
+
+def _general_result(s, y, budget):
+    """The same table in the general form (a first update with a negative score converts it; that row is removed)."""
+    t = RocTable(budget=budget)
+    t.update(np.array([-1.0]), np.array([False]))
+    assert not t.packed
+    t.runs[1].clear()
+    t._recount()
+    for part in np.array_split(np.arange(s.size), 3):
+        t.update(s[part], y[part])
+    return t.result()
+
+
+@pytest.mark.parametrize("ties", ["none", "few", "many"])
+@pytest.mark.parametrize("budget", [None, 1 << 16])
+def test_packed_roc_table_is_exact_and_equals_the_general_form(ties, budget):
+    """Probabilities take the packed form: exact with and without ties, spilled or not, same curve as the general form."""
+    rng = np.random.default_rng(11)
+    n = 30000
+    y = rng.random(n) < 0.35
+    s = np.clip(rng.random(n) * 0.6 + y * 0.3, 0.0, 1.0)
+    if ties == "few":  # some scores repeated (the run keeps one entry per row)
+        s[rng.integers(0, n, 600)] = s[rng.integers(0, n, 600)]
+    elif ties == "many":  # two decimals: repeats folded into counts
+        s = np.round(s, 2)
+    if ties != "none":
+        s[::97] = -0.0  # the same score as 0.0
+    b = MemoryBudget(budget) if budget else MemoryBudget()
+    t = RocTable(budget=b)
+    for part in np.array_split(np.arange(n), 41):
+        t.update(s[part], y[part])
+    assert t.packed
+    if budget:
+        assert any(r.path is not None for r in t.pruns), "the small budget spills to disk"
+    res = t.result()
+    assert res["auc"] == roc_auc_score(y, s) or res["auc"] == pytest.approx(roc_auc_score(y, s), rel=1e-15)
+    head = RocTable(budget=b)
+    head.update(s[:2500], y[:2500])
+    assert head.result()["auc"] == _exact_auc(s[:2500] + 0.0, y[:2500])
+    assert res == _general_result(s, y, b)
+    # Any chunking, merge order and pickling: the same bits, curve included.
+    parts = [RocTable(budget=b) for _ in range(5)]
+    for i, idx in enumerate(np.array_split(rng.permutation(n), 5)):
+        for piece in np.array_split(idx, i + 1):
+            parts[i].update(s[piece], y[piece])
+    merged = pickle.loads(pickle.dumps(parts[3]))
+    for i in (4, 0, 2, 1):
+        merged.merge(pickle.loads(pickle.dumps(parts[i])) if i % 2 else parts[i])
+    assert merged.result() == res
+    assert len(res["curve"]["fpr"]) > 20 and res["curve"]["fpr"][0] == 0.0 and res["curve"]["tpr"][-1] == 1.0
+    b.cleanup()
+
+
+def test_packed_roc_table_converts_on_other_scores_and_merges_with_the_general_form():
+    rng = np.random.default_rng(12)
+    n = 4000
+    y = rng.random(n) < 0.5
+    s = np.round(rng.normal(size=n) + y, 3)
+    s[:1500] = np.abs(s[:1500]) % 1.0  # the first chunks are all in [0, 1): packed
+    whole = RocTable()
+    whole.update(s, y)
+    assert not whole.packed
+    t = RocTable()
+    t.update(s[:1500], y[:1500])
+    assert t.packed
+    t.update(s[1500:], y[1500:])
+    assert not t.packed and t.result() == whole.result()
+    a, g = RocTable(), RocTable()
+    a.update(s[:1500], y[:1500])
+    g.update(s[1500:], y[1500:])
+    a.merge(g)
+    assert a.result() == whole.result()
+    a, g = RocTable(), RocTable()
+    a.update(s[:1500], y[:1500])
+    g.update(s[1500:], y[1500:])
+    g.merge(a)
+    assert g.result() == whole.result()
+    assert whole.result()["auc"] == pytest.approx(roc_auc_score(y, s), rel=1e-13)
+
+
+@pytest.mark.parametrize("budget, n_bins", [(None, 10), (1 << 16, 10), (None, 7), (1 << 16, 15)])
+def test_classwise_bins_from_the_roc_tables_equal_the_per_chunk_bins(budget, n_bins):
+    """Multi-class unweighted reports take the class-wise bins from the ROC tables' final pass: the same figures
+    as binning every chunk (which --no-auc does), with values on the edges, zeros, ones, tiny and repeated values."""
+    rng = np.random.default_rng(13)
+    n, k = 6000, 4
+    z = rng.normal(size=(n, k)) * 3
+    x = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    x[:200] = np.round(x[:200], 1)  # many values exactly on the edges (0.1, 0.2, ...)
+    x[200:260] = [0.30000000000000004, 0.0, 5e-324, 1.0 - 0.30000000000000004]
+    x[260:300] = [1.0, 0.0, 0.0, 0.0]
+    x[300:400, :2] = 1e-45
+    y = rng.integers(0, k, n)
+    outs = []
+    for auc in (True, False):
+        spec = ScoreSpec(n_classes=k, auc=auc, n_bins=n_bins)
+        b = MemoryBudget(budget) if budget else MemoryBudget()
+        acc = ScoreAccumulator(spec, b)
+        for part in np.array_split(np.arange(n), 13):
+            acc.update(Batch(x[part], y[part], rows=part))
+        assert acc._classwise_from_roc == auc
+        r = acc.finalize()
+        outs.append((r["calibration"], [c["ece"] for c in r["per_class"]]))
+        b.cleanup()
+    assert outs[0] == outs[1]
+    assert outs[0][0]["classwise_ece"] > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1e300, allow_subnormal=True), max_size=40),
+       st.integers(0, 9000), st.lists(st.integers(0, 10000), max_size=6), st.integers(0, 2 ** 32 - 1))
+def test_sorted_run_sums_are_exact(values, n_random, cuts, seed):
+    """Runs of sorted non-negative doubles (subnormals, zeros, long runs of one exponent) summed exactly."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(np.concatenate([np.array(values, dtype=np.float64), rng.random(n_random)]) + 0.0)
+    starts = np.sort(np.array([0] + [c % (x.size + 1) for c in cuts], dtype=np.int64))
+    got = sorted_run_sums(x.view(np.uint64), starts)
+    ends = np.append(starts[1:], x.size)
+    for g, (a, b) in enumerate(zip(starts, ends)):
+        assert Fraction(got[g], 2 ** BIAS) == sum((Fraction(v) for v in x[a:b].tolist()), Fraction(0))

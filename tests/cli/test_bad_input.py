@@ -133,6 +133,26 @@ def test_ctrl_c_leaves_no_output(tmp_path):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["stream.csv"]
 
 
+def test_ctrl_c_while_the_reader_thread_waits_on_a_silent_pipe(tmp_path):
+    """Past detection, blocks are read by a helper thread; Ctrl-C while it waits on a pipe whose
+    writer stays open must end the command at once (a buffered reader's lock made close() wait
+    for ever)."""
+    fifo = tmp_path / "stream.csv"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "crossentropy", "score", str(fifo), "-o", "report.txt"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(fifo, "w") as w:
+        # returns once the command has read all but a pipe's buffer: far past the detection sample
+        w.write("label,p0,p1\n" + "".join(f"{i % 2},0.3,0.7\n" for i in range(200_000)))
+        w.flush()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["stream.csv"]
+
+
 def test_usage_errors(cli):
     r = cli("score", "--bins", "0")
     assert_clean_error(r, "--bins")

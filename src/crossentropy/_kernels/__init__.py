@@ -24,6 +24,7 @@ fused linear cross-entropy and the vocabulary-parallel loss build on are in
 from __future__ import annotations
 
 import os
+from typing import Any
 
 __all__ = ["available", "configure", "config", "get", "info", "warmup"]
 
@@ -39,8 +40,10 @@ _cfg = {
     "row_block": _env_int("CROSSENTROPY_ROW_BLOCK"),
 }
 
+_ck: Any  # the C extension module, or None
 try:
-    from . import _ckernels as _ck
+    # a C extension: no source or stub for mypy to read
+    from . import _ckernels as _ck  # type: ignore[attr-defined, no-redef]
 except ImportError:  # not built: the reference implementation runs
     _ck = None
 

@@ -115,7 +115,7 @@ class Partials(NamedTuple):
     """
 
     stats: np.ndarray
-    index: np.ndarray
+    index: np.ndarray  # type: ignore[assignment]  # the field shadows tuple.index (a public name)
     options: tuple
 
 

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
 
 _SUBCOMMANDS = ("score", "explain")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``crossentropy`` command (both subcommands)."""
     from .. import __version__
     from . import explain, score
@@ -40,7 +45,7 @@ def build_parser():
     return p
 
 
-def _route(argv):
+def _route(argv: list[str]) -> list[str]:
     """Insert ``score`` where it is implied; refuse a mistyped subcommand with a hint."""
     if not argv:
         return ["score"]
@@ -58,7 +63,7 @@ def _route(argv):
     return ["score"] + argv
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     try:
         return _main(argv)
@@ -67,7 +72,7 @@ def main(argv=None) -> int:
         return 130
 
 
-def _main(argv) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     from .._errors import CrossEntropyError
 
     argv = list(sys.argv[1:] if argv is None else argv)

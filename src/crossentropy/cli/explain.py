@@ -157,8 +157,8 @@ def run(args) -> int:
     if args.plot and not (args.plot == "-" or args.plot.lower().endswith(".png")):
         raise CLIError(f"--plot writes PNG; name the file *.png (got {args.plot!r})")
     target = OutputTarget(args.plot, "--plot") if args.plot else None
-    out = []
-    marks = []  # (label, [p_true...]) for the plot
+    out: list[str] = []
+    marks: list[tuple[str, list[float]]] = []  # (label, [p_true...]) for the plot
     if topic == "tutorial":
         _tutorial(out, b, logname, unit, marks)
     elif topic == "binary":

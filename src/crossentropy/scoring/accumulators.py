@@ -34,13 +34,17 @@ rows are still reported next to the weight totals.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, cast
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .bootstrap import ReplicateSums, percentile_interval
 from .exact import ExactSums
-from .roc import MemoryBudget, RocTable
+from .roc import MemoryBudget, RocTable, _packed_fit
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["ScoreSpec", "Batch", "RowMetrics", "RowError", "row_metrics", "ScoreAccumulator",
            "SlicedAccumulator", "LossStats", "Confusion", "Calibration", "TopK", "WorstK", "RocAuc",
@@ -127,7 +131,7 @@ class Batch:
         """The rows ``sel`` (a mask, slice or index array) as a new batch."""
         def t(a):
             return None if a is None else a[sel]
-        return Batch(self.scores[sel], self.labels[sel], t(self.weights), self.rows[sel], t(self.lines), self.part,
+        return Batch(self.scores[sel], self.labels[sel], t(self.weights), t(self.rows), t(self.lines), self.part,
                      t(self.by), t(self.ids))
 
 
@@ -207,7 +211,8 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
                 loss = bce.binary_cross_entropy(x, t, reduction="none", compat=spec.compat)
                 pred = (x > 0.5).astype(np.int64)
             loss = np.asarray(loss, dtype=np.float64)
-            p_true = np.where(y == 1, p1, p0)
+            # (cast: with Any arguments numpy's stubs pick where's one-argument overload)
+            p_true = cast(np.ndarray, np.where(y == 1, p1, p0))
             probs_t = np.stack([p0, p1])
             conf, conf_hit = p1, y == 1
             d = p1 - t
@@ -256,7 +261,8 @@ def row_metrics(spec: ScoreSpec, batch: Batch) -> RowMetrics:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise RowError("the loss is NaN: every logit of this row is -inf (the softmax is 0/0)", i)
-    return RowMetrics(y, loss, pred, p_true, conf, conf_hit, brier, probs_t, auc_scores, rank, batch.rows,
+    rows = cast(np.ndarray, batch.rows)  # never None after Batch.__post_init__
+    return RowMetrics(y, loss, pred, p_true, conf, conf_hit, brier, probs_t, auc_scores, rank, rows,
                       batch.lines, batch.part)
 
 
@@ -326,6 +332,16 @@ class Confusion:
     Up to ``FULL_CONFUSION_MAX`` classes the full matrix is kept; above, only
     the per-class true positives, true counts and predicted counts.
     """
+
+    # The weighted state: ExactSums when the spec is weighted, else absent or None
+    # (a flag-dependent invariant mypy cannot express, hence Any).
+    weights: Any
+    w_tp: Any
+    w_true: Any
+    w_pred: Any
+    weight_total: Any
+    w_correct: Any
+    _cache: ExactSums | None
 
     def __init__(self, spec: ScoreSpec):
         self.k = spec.n_classes
@@ -452,7 +468,7 @@ class Confusion:
                "class_weights": np.asarray(wtrue, dtype=np.float64).tolist()}
         if cm is not None:
             out["matrix"] = cm.tolist()
-            if self.weighted:
+            if self.weighted and wcm is not None:
                 out["weighted_matrix"] = wcm.tolist()
         return out
 
@@ -489,6 +505,13 @@ class Calibration:
     the top-label confidence against accuracy.  Class-wise: for each class k,
     p_k against the frequency of class k, ECE averaged over classes.
     """
+
+    # Flag-dependent state (mypy cannot express it, hence Any): ``weight`` and
+    # ``c_weight`` are ExactSums when weighted, else None; ``c_hits`` is ExactSums
+    # when weighted, else an int64 count array.
+    weight: Any
+    c_hits: Any
+    c_weight: Any
 
     def __init__(self, spec: ScoreSpec):
         self.nb, self.k, self.weighted = spec.n_bins, spec.n_classes, spec.weighted
@@ -537,6 +560,13 @@ class Calibration:
         else:
             self.c_conf.add(P.ravel(), cb.ravel())
             self.c_hits += np.bincount(gy, minlength=self.k * self.nb)
+
+    def set_classwise(self, count, hits, conf: ExactSums) -> None:
+        """Replace the class-wise state (unweighted) by one counted elsewhere: the ROC tables' final pass
+        over each class's sorted probabilities gives the same counts and exact sums."""
+        self.c_count = np.asarray(count, dtype=np.int64)
+        self.c_hits = np.asarray(hits, dtype=np.int64)
+        self.c_conf = conf
 
     def update_top(self, r: RowMetrics, w) -> None:
         b = self.bin(r.conf)
@@ -617,8 +647,10 @@ def _subsums(s: ExactSums, sl: slice) -> ExactSums:
 class TopK:
     """Top-k accuracy: the label among the k highest scores (ties: the lower class index ranks first)."""
 
+    w_hits: Any  # a list of ExactSums when weighted, else None
+
     def __init__(self, spec: ScoreSpec):
-        self.ks = tuple(spec.top_k)
+        self.ks = tuple(spec.top_k or ())
         self.weighted = spec.weighted
         self.hits = np.zeros(len(self.ks), dtype=np.int64)
         self.w_hits = [ExactSums() for _ in self.ks] if self.weighted else None
@@ -697,6 +729,9 @@ class RocAuc:
     def update(self, r: RowMetrics, w) -> None:
         if self.binary:
             self.tables[0].update(r.auc_scores, r.labels == 1, w)
+        elif not self.weighted and _packed_fit(r.auc_scores):  # probabilities: checked once for every class
+            for k, t in enumerate(self.tables):
+                t.add_packed(r.auc_scores[k], r.labels == k)
         else:
             for k, t in enumerate(self.tables):
                 t.update(r.auc_scores[k], r.labels == k, w)
@@ -705,8 +740,20 @@ class RocAuc:
         for a, b in zip(self.tables, o.tables):
             a.merge(b)
 
-    def finalize(self) -> dict:
-        res = [t.result() for t in self.tables]
+    def finalize(self, bins=None, threads: bool = False) -> dict:
+        """The AUCs and curves; with ``bins`` (multi-class, unweighted), also ``'classwise'``: per (class,
+        bin) the rows, the rows of that class and the exact sum of its probabilities, as flat arrays.
+
+        ``threads``: the tables' final passes (one sort each) run two at a time.
+        """
+        def one(t):
+            return t.result(bins=bins)
+        if threads and len(self.tables) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="crossentropy-roc") as pool:
+                res = list(pool.map(one, self.tables))
+        else:
+            res = [one(t) for t in self.tables]
         if self.binary:
             return {"auc": res[0]["auc"], "curves": [res[0]["curve"]]}
         aucs = [r["auc"] for r in res]
@@ -715,8 +762,19 @@ class RocAuc:
         macro = math.fsum(aucs[i] for i in ok) / len(ok) if ok else None
         wsum = math.fsum(prev[i] for i in ok)
         weighted = math.fsum(aucs[i] * prev[i] for i in ok) / wsum if ok and wsum else None
-        return {"macro": macro, "weighted": weighted, "per_class": aucs,
-                "undefined": [i for i, a in enumerate(aucs) if a is None], "curves": [r["curve"] for r in res]}
+        out: dict[str, Any] = {"macro": macro, "weighted": weighted, "per_class": aucs,
+               "undefined": [i for i, a in enumerate(aucs) if a is None], "curves": [r["curve"] for r in res]}
+        if bins is not None:
+            tallies = [r["bins"] for r in res]
+            sums = ExactSums.from_exact([v for t in tallies for v in t.sums._exact_all()])
+            for g, t in enumerate(tallies):  # a non-finite score (general tables only) decides its bin's sum
+                nb = t.count.size
+                sums._posinf[g * nb:(g + 1) * nb] = t.sums._posinf
+                sums._neginf[g * nb:(g + 1) * nb] = t.sums._neginf
+                sums._nan[g * nb:(g + 1) * nb] = t.sums._nan
+            out["classwise"] = (np.concatenate([t.count for t in tallies]), np.concatenate([t.pos for t in tallies]),
+                                sums)
+        return out
 
 
 class BootstrapStats:
@@ -762,7 +820,7 @@ class ScoreAccumulator:
     def __init__(self, spec: ScoreSpec, budget: MemoryBudget | None = None, *, threads: bool = False):
         self.spec = spec
         self.threads = bool(threads)  # per-class work (ROC tables, class-wise bins) beside the rest
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self.loss = LossStats(spec)
         self.confusion = Confusion(spec)
         self.brier = ExactSums()
@@ -770,6 +828,9 @@ class ScoreAccumulator:
         self.topk = TopK(spec)
         self.worst = WorstK(spec)
         self.roc = RocAuc(spec, budget) if spec.auc else None
+        # Multi-class, unweighted: the class-wise calibration bins come from the ROC tables' final
+        # pass (each class's probabilities, sorted: a bin is a slice), not from every chunk.
+        self._classwise_from_roc = self.roc is not None and not spec.binary and not spec.weighted
         self.boot = BootstrapStats(spec) if spec.bootstrap else None
 
     @property
@@ -794,7 +855,8 @@ class ScoreAccumulator:
         return state
 
     def _per_class(self, r: RowMetrics, w) -> None:
-        self.calibration.update_classwise(r, w)
+        if not self._classwise_from_roc:
+            self.calibration.update_classwise(r, w)
         if self.roc is not None:
             self.roc.update(r, w)
 
@@ -845,9 +907,10 @@ class ScoreAccumulator:
         self.calibration.merge(other.calibration)
         self.topk.merge(other.topk)
         self.worst.merge(other.worst)
-        if self.roc is not None:
+        # equal specs: other has a ROC table and replicates exactly when self has
+        if self.roc is not None and other.roc is not None:
             self.roc.merge(other.roc)
-        if self.boot is not None:
+        if self.boot is not None and other.boot is not None:
             self.boot.merge(other.boot)
 
     def finalize(self, class_names=None, base=None) -> dict:
@@ -868,6 +931,12 @@ class ScoreAccumulator:
             ce[f"base{float(base):g}"] = mean / math.log(float(base))
         prior = conf["class_weights"] if spec.weighted else [c["count"] for c in conf["per_class"]]
         h_prior = entropy_of_frequencies(prior)
+        roc = None
+        if self.roc is not None:
+            roc = self.roc.finalize(bins=self.calibration.inner if self._classwise_from_roc else None,
+                                    threads=self.threads)
+            if self._classwise_from_roc:
+                self.calibration.set_classwise(*roc.pop("classwise"))
         cal = self.calibration.finalize(W)
         per_class = []
         for i, c in enumerate(conf["per_class"]):
@@ -911,7 +980,7 @@ class ScoreAccumulator:
             if spec.weighted:
                 out["confusion_matrix"]["weighted_matrix"] = conf["weighted_matrix"]
         if self.roc is not None:
-            out["roc_auc"] = self.roc.finalize()
+            out["roc_auc"] = roc
         if spec.binary:
             if spec.weighted:
                 out["base_rate"] = conf["class_weights"][1] / W if W else math.nan
@@ -922,8 +991,9 @@ class ScoreAccumulator:
         return out
 
     def _intervals(self, out) -> dict:
-        reps = self.boot.replicates()
-        lvl = self.spec.ci
+        # called only when the spec asks for intervals: both are set
+        reps = cast(BootstrapStats, self.boot).replicates()
+        lvl = cast(float, self.spec.ci)
         ce_lo, ce_hi = percentile_interval(reps["loss"], lvl)
         ci = {"level": lvl, "replicates": self.spec.replicates, "seed": self.spec.seed,
               "method": "percentile, Poisson bootstrap keyed on (seed, row, replicate)",

@@ -39,6 +39,7 @@ True
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def _limbs(x: np.ndarray):
     return pos, y0 * sign, y1 * sign, y2 * sign
 
 
-_BLAS_LIMIT = None
+_BLAS_LIMIT: Any = None  # None: not looked for yet; False: none; else a ThreadpoolController
 
 
 def _small_matmul(L: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -147,7 +148,7 @@ class ReplicateSums(SlotState):
         self.n_replicates, self.seed, self.n_stats = int(n_replicates), int(seed), int(n_stats)
         self._base = 0
         self._state = np.zeros((self.n_stats, 0, self.n_replicates), dtype=np.int64)
-        self._carry = None
+        self._carry: list[list[int]] | None = None
         self._rows = 0
         self._count = np.zeros(self.n_replicates, dtype=np.int64)
         z = np.zeros((self.n_stats, self.n_replicates), dtype=np.int64)

@@ -35,7 +35,7 @@ from .dataset import Predictions, finish_report, spec_for
 from .errors import PredictionFileError
 from .roc import MemoryBudget
 
-__all__ = ["compare_datasets", "paired_differences"]
+__all__ = ["compare_datasets", "paired_differences", "open_models", "comparison_report", "lockstep"]
 
 
 class _Stream:
@@ -110,45 +110,16 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
                      replicates=1000, seed=0, on_batch=None, **open_options) -> dict:
     """Score several prediction datasets of the same rows; see the module docstring."""
     by = open_options.pop("by", None)
-    dss = []
+    dss = open_models(paths, by, **open_options)
     try:
-        for i, p in enumerate(paths):
-            dss.append(Predictions(p, ids=True, by=by if i == 0 else None, **open_options))
-        ref = dss[0].layout
-        for ds in dss[1:]:
-            lay = ds.layout
-            if (lay.binary, lay.n_classes) != (ref.binary, ref.n_classes):
-                task = "binary" if lay.binary else "multi-class"
-                raise PredictionFileError(ds.name, f"has {lay.n_classes} classes ({task}) but {dss[0].name} has "
-                                          f"{ref.n_classes}: models compared must predict the same classes")
-            if not ref.binary and list(lay.class_names) != list(ref.class_names):
-                raise PredictionFileError(ds.name, f"predicts the classes {', '.join(lay.class_names[:8])} but "
-                                          f"{dss[0].name} predicts {', '.join(ref.class_names[:8])}; name them "
-                                          "alike (--classes) or put the columns in the same order")
         budget = MemoryBudget()
         specs = [spec_for(ds.layout, compat=compat, n_bins=n_bins, top_k=top_k, worst=worst, auc=auc, ci=ci,
                           replicates=replicates, seed=seed) for ds in dss]
         accs = [(SlicedAccumulator(s, budget) if by else ScoreAccumulator(s, budget, threads=True)) for s in specs]
-        streams = [_Stream(ds) for ds in dss]
         n = 0
         try:
-            while True:
-                streams[0].fill(1)
-                want = max(streams[0].rows, 1)
-                for s in streams:
-                    s.fill(want)
-                m = min(s.rows for s in streams)
-                if m == 0:
-                    ended = [s for s in streams if s.rows == 0 and s.done]
-                    longer = [s for s in streams if s.rows > 0]
-                    if longer:
-                        short, long_ = ended[0], longer[0]
-                        raise PredictionFileError(short.ds.name, f"has {n:,} rows but {long_.ds.name} has more: "
-                                                  "model comparison needs the same rows in the same order (to score "
-                                                  "parts of one dataset, pass their folder or a quoted glob)")
-                    break
-                batches = [s.take(m) for s in streams]
-                _check_same_rows(dss, batches)
+            for batches in lockstep(dss):
+                m = len(batches[0])
                 if by:
                     for b in batches[1:]:
                         b.by = batches[0].by
@@ -169,28 +140,86 @@ def compare_datasets(paths, *, compat=None, base=None, n_bins=10, top_k=None, wo
                 if isinstance(acc, ScoreAccumulator):
                     acc.close()
             budget.cleanup()
-        models = [finish_report(r, ds, s) for r, ds, s in zip(reports, dss, specs)]
-        comparison = []
-        ref_acc = accs[0].overall if by else accs[0]
-        for acc, ds, r in zip(accs[1:], dss[1:], models[1:]):
-            a = acc.overall if by else acc
-            entry = {"file": ds.name, "reference": dss[0].name,
-                     **paired_differences(ref_acc, models[0], a, r)}
-            if by:
-                entry["slices"] = {}
-                for key, sub in acc.slices.items():
-                    ref_sub = accs[0].slices.get(key)
-                    if ref_sub is not None and sub.boot is not None:
-                        entry["slices"][key] = paired_differences(ref_sub, models[0]["slices"][key], sub,
-                                                                  r["slices"][key])
-            comparison.append(entry)
-        return {"models": models, "comparison": comparison,
-                "ci": {"level": ci, "replicates": replicates, "seed": seed,
-                       "method": "paired Poisson bootstrap (same row weights for every model), percentile "
-                                 "intervals, two-sided p-value from the re-centred replicates"}}
+        return comparison_report(dss, accs, specs, reports, by=by, ci=ci, replicates=replicates, seed=seed)
     finally:
         for ds in dss:
             ds.close()
+
+
+def lockstep(dss):
+    """The models' rows side by side: lists of batches of the same rows, checked to be the same rows.
+
+    ``dss`` are datasets with ``batches()``, ``part_name()``, ``name`` and
+    ``layout`` (:class:`~.dataset.Predictions`).
+    """
+    streams = [_Stream(ds) for ds in dss]
+    n = 0
+    while True:
+        streams[0].fill(1)
+        want = max(streams[0].rows, 1)
+        for s in streams:
+            s.fill(want)
+        m = min(s.rows for s in streams)
+        if m == 0:
+            ended = [s for s in streams if s.rows == 0 and s.done]
+            longer = [s for s in streams if s.rows > 0]
+            if longer:
+                short, long_ = ended[0], longer[0]
+                raise PredictionFileError(short.ds.name, f"has {n:,} rows but {long_.ds.name} has more: "
+                                          "model comparison needs the same rows in the same order (to score "
+                                          "parts of one dataset, pass their folder or a quoted glob)")
+            return
+        batches = [s.take(m) for s in streams]
+        _check_same_rows(dss, batches)
+        yield batches
+        n += m
+
+
+def open_models(paths, by=None, **open_options) -> list:
+    """The models' datasets opened (ids read; ``by`` on the first only), checked to predict the same classes."""
+    dss = []
+    try:
+        for i, p in enumerate(paths):
+            dss.append(Predictions(p, ids=True, by=by if i == 0 else None, **open_options))
+        ref = dss[0].layout
+        for ds in dss[1:]:
+            lay = ds.layout
+            if (lay.binary, lay.n_classes) != (ref.binary, ref.n_classes):
+                task = "binary" if lay.binary else "multi-class"
+                raise PredictionFileError(ds.name, f"has {lay.n_classes} classes ({task}) but {dss[0].name} has "
+                                          f"{ref.n_classes}: models compared must predict the same classes")
+            if not ref.binary and list(lay.class_names) != list(ref.class_names):
+                raise PredictionFileError(ds.name, f"predicts the classes {', '.join(lay.class_names[:8])} but "
+                                          f"{dss[0].name} predicts {', '.join(ref.class_names[:8])}; name them "
+                                          "alike (--classes) or put the columns in the same order")
+    except BaseException:
+        for ds in dss:
+            ds.close()
+        raise
+    return dss
+
+
+def comparison_report(dss, accs, specs, reports, *, by, ci, replicates, seed) -> dict:
+    """The comparison's result from the models' finished accumulators and their finalized reports."""
+    models = [finish_report(r, ds, s) for r, ds, s in zip(reports, dss, specs)]
+    comparison = []
+    ref_acc = accs[0].overall if by else accs[0]
+    for acc, ds, r in zip(accs[1:], dss[1:], models[1:]):
+        a = acc.overall if by else acc
+        entry = {"file": ds.name, "reference": dss[0].name,
+                 **paired_differences(ref_acc, models[0], a, r)}
+        if by:
+            entry["slices"] = {}
+            for key, sub in acc.slices.items():
+                ref_sub = accs[0].slices.get(key)
+                if ref_sub is not None and sub.boot is not None:
+                    entry["slices"][key] = paired_differences(ref_sub, models[0]["slices"][key], sub,
+                                                              r["slices"][key])
+        comparison.append(entry)
+    return {"models": models, "comparison": comparison,
+            "ci": {"level": ci, "replicates": replicates, "seed": seed,
+                   "method": "paired Poisson bootstrap (same row weights for every model), percentile "
+                             "intervals, two-sided p-value from the re-centred replicates"}}
 
 
 def _check_same_rows(dss, batches) -> None:

@@ -299,7 +299,8 @@ def detect_layout(path, fmt, names, head: RawChunk, opts: LayoutOptions):
     """``(Layout, warnings)`` from the column names and the fixed head sample."""
     if head.n == 0:
         raise _err(path, "no data rows")
-    reasons, warnings = {}, []
+    reasons: dict = {}
+    warnings: list = []
     label = _find_label(path, names, opts, reasons)
     by = None
     if opts.by is not None:
@@ -383,7 +384,7 @@ def detect_layout(path, fmt, names, head: RawChunk, opts: LayoutOptions):
             pos = columns[0]  # a column named after the positive class
         elif pos is None and prefix is not None and _PREFIX_RE.match(columns[0]):
             m = _PREFIX_RE.match(columns[0])
-            pos = m.group("name") or m.group("num")
+            pos = m.group("name") or m.group("num")  # type: ignore[union-attr]  # matched in the elif
         if pos is None or str(pos) in ("1", "true", "True"):
             class_names = ["0", "1"]
         else:
@@ -460,7 +461,7 @@ class Decoder:
         self.unnormalized, self.tol = opts.unnormalized, float(opts.sum_tolerance)
         self.warnings: list = []
         self.bad_sums = 0
-        self.first_bad_sum = None
+        self.first_bad_sum: tuple[dict, float] | None = None
         self._index = {name: i for i, name in enumerate(layout.class_names)}
         if layout.binary and layout.positive is not None and layout.class_names[0] != "not " + layout.positive:
             self._neg = layout.class_names[0]
@@ -664,7 +665,7 @@ class Decoder:
     def finish(self) -> list:
         """Warnings to show once the whole file has been read."""
         if self.bad_sums:
-            where, s = self.first_bad_sum
+            where, s = self.first_bad_sum  # type: ignore[misc]  # set with the first bad sum
             loc = f"line {where['line']}" if "line" in where else f"row {where['row']}"
             self.warnings.append(f"{self.path}: {self.bad_sums} row(s) of probabilities do not sum to 1 (first: "
                                  f"{loc}, sum {s!r}); the loss uses them as given (--unnormalized error refuses "

@@ -187,7 +187,7 @@ def summary_rows(r, base=None) -> list:
     return rows
 
 
-def per_class_table(r, base=None):
+def per_class_table(r: dict, base: float | None = None) -> tuple[list, list]:
     u, scale = unit(base)
     head = ["class", "count"] + (["weight"] if "weight_total" in r else []) + [f"loss ({u})", "precision", "recall",
                                                                               "F1"]
@@ -225,7 +225,7 @@ def worst_table(r, base=None):
     return head, rows
 
 
-def reliability_table(r):
+def reliability_table(r: dict) -> tuple[list, list]:
     cal = r["calibration"]
     conf, acc = ("mean p(1)", "freq(1)") if r["task"] == "binary" else ("confidence", "accuracy")
     head = ["bin", "count", conf, acc, "gap"]
@@ -458,7 +458,7 @@ ul.detected { font-size: 13px; color: #444; }
 """
 
 
-def _html_table(head, rows, ident=None) -> str:
+def _html_table(head: list, rows: list, ident: str | None = None) -> str:
     i = f' id="{escape(ident)}"' if ident else ""
     h = "".join(f"<th>{escape(str(x))}</th>" for x in head)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import ast
 import functools
 import math
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ from .._errors import InvalidOptionError
 
 __all__ = ["value", "graph", "decode", "out_meta", "n_in", "n_out", "register_device_kernel"]
 
-_FNS = {"ce": _ce_ce, "nll": _ce_nll, "bce": _ce_bce, "bcel": _ce_bcel}
+_FNS: dict[str, Callable[..., Any]] = {"ce": _ce_ce, "nll": _ce_nll, "bce": _ce_bce, "bcel": _ce_bcel}
 _DTYPES = {str(d).split(".")[-1]: d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 _HALF = (torch.float16, torch.bfloat16)
 _NUMPY_DTYPES = (torch.float32, torch.float64)

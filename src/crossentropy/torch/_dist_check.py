@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ REDUCTIONS = ("none", "sum", "mean")
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _HALF = (torch.float16, torch.bfloat16)
 _DTYPE_CODE = {d: i + 1 for i, d in enumerate(_FLOATS)}
-_ERROR_CODE = {InvalidOptionError: 1, ShapeMismatchError: 2, TargetOutOfRangeError: 3, ProbabilityRangeError: 4,
+_ERROR_CODE: dict[type, int] = {InvalidOptionError: 1, ShapeMismatchError: 2, TargetOutOfRangeError: 3, ProbabilityRangeError: 4,
                InvalidDTypeError: 5}
 _CODE_ERROR = {v: k for k, v in _ERROR_CODE.items()}
 # The handshake row: one int64 per field.
@@ -63,6 +64,35 @@ class Plan:
     __slots__ = ("fname", "kind", "comm", "shape", "N", "width", "D", "dtype", "cdtype", "reduction",
                  "ignore_index", "eps", "z", "softcap", "num_items", "budget", "rows", "sizes", "V", "offset",
                  "layout", "y", "valid", "w_local", "weight_len", "sw", "reduce_hidden_grad", "validate")
+
+    fname: str
+    kind: str  # "logits" or "linear"
+    comm: Any  # a ._dist_comm.Comm
+    shape: tuple[int, ...]  # the leading (row) shape
+    N: int
+    width: int  # this rank's vocabulary entries
+    D: int
+    dtype: Any  # torch.dtype
+    cdtype: Any  # the compute dtype
+    reduction: str
+    ignore_index: int | None
+    eps: float
+    z: float
+    softcap: float | None
+    num_items: float | None
+    budget: int
+    rows: int
+    sizes: tuple[int, ...] | None
+    V: int
+    offset: int
+    layout: Layout
+    y: Any  # flattened targets (a tensor)
+    valid: Any
+    w_local: Any
+    weight_len: int
+    sw: Any
+    reduce_hidden_grad: bool
+    validate: bool
 
     def chunks(self):
         """Row ranges ``[i0, i1)`` of the chunks (the same count on every rank: sized by the widest shard)."""

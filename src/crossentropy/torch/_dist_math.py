@@ -55,6 +55,24 @@ class Layout:
     __slots__ = ("V", "offset", "width", "eps", "z", "softcap", "weighted", "ignore_index", "k",
                  "D", "HOLD", "XY", "WY", "SWX", "SWNM", "W")
 
+    V: int
+    offset: int
+    width: int
+    eps: float
+    z: float
+    softcap: float | None
+    weighted: bool
+    ignore_index: int | None
+    k: int
+    # packet columns (set by name below); None where the options need no such column
+    D: int
+    HOLD: int
+    XY: int
+    WY: int | None
+    SWX: int | None
+    SWNM: int | None
+    W: int | None
+
     def __init__(self, *, V, offset, width, eps, z, softcap, weighted, ignore_index):
         self.V, self.offset, self.width = int(V), int(offset), int(width)
         self.eps, self.z, self.softcap = float(eps), float(z), softcap

@@ -55,7 +55,7 @@ tensor(0.2729) True
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -64,11 +64,14 @@ from ._dist_autograd import LinearCE, LogitsCE
 from ._dist_check import DEFAULT_MEMORY_BUDGET, plan_linear, plan_logits
 from ._dist_comm import Comm
 
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy", "gather_vocab_sizes",
            "DEFAULT_MEMORY_BUDGET"]
 
 
-def _plain_call(fname, *tensors, names=()):
+def _plain_call(fname: str, *tensors: torch.Tensor | None, names: Sequence[str] = ()) -> None:
     """Refuse what this function cannot do, before any collective."""
     if torch._C._are_functorch_transforms_active():
         raise InvalidOptionError(f"{fname} cannot run under torch.func transforms (grad, vmap, jvp, ...): each "
@@ -80,8 +83,9 @@ def _plain_call(fname, *tensors, names=()):
                                          f"cross_entropy has none for its weight); detach it")
 
 
-def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tensor, /, *, group=None,
-                                 vocab_sizes: Sequence[int] | None = None, weight: torch.Tensor | None = None,
+def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tensor, /, *,
+                                 group: ProcessGroup | None = None, vocab_sizes: Sequence[int] | None = None,
+                                 weight: torch.Tensor | None = None,
                                  sample_weight: torch.Tensor | None = None, ignore_index: int | None = -100,
                                  label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
                                  softcap: float | None = None, num_items_in_batch: float | None = None,
@@ -149,10 +153,11 @@ def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tenso
                  memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate)
 
 
-_EAGER: dict = {}
+_EAGER: dict[str, Callable[..., Any]] = {}
 
 
-def _call(fn, fname, group, *args, **kwargs):
+def _call(fn: Callable[..., torch.Tensor], fname: str, group: ProcessGroup | None, *args: Any,
+          **kwargs: Any) -> torch.Tensor:
     """``fn(comm, *args, **kwargs)``, run eagerly even inside ``torch.compile``.
 
     The losses read values (validation) and make collectives: under Dynamo
@@ -168,7 +173,8 @@ def _call(fn, fname, group, *args, **kwargs):
     return fn(Comm.of(group, fname), *args, **kwargs)
 
 
-def _logits_loss(comm, logits_shard, target, *, weight, sample_weight, **options):
+def _logits_loss(comm: Comm, logits_shard: torch.Tensor, target: torch.Tensor, *, weight: torch.Tensor | None,
+                 sample_weight: torch.Tensor | None, **options: Any) -> torch.Tensor:
     """:func:`vocab_parallel_cross_entropy` over ``comm`` (the tests pass one made of threads)."""
     _plain_call("vocab_parallel_cross_entropy", weight, sample_weight, names=("weight", "sample_weight"))
     p = plan_logits(comm, logits_shard, target, weight=weight, sample_weight=sample_weight, options=options)
@@ -176,7 +182,7 @@ def _logits_loss(comm, logits_shard, target, *, weight, sample_weight, **options
 
 
 def vocab_parallel_linear_cross_entropy(hidden: torch.Tensor, weight_shard: torch.Tensor, target: torch.Tensor, /, *,
-                                        bias_shard: torch.Tensor | None = None, group=None,
+                                        bias_shard: torch.Tensor | None = None, group: ProcessGroup | None = None,
                                         vocab_sizes: Sequence[int] | None = None,
                                         class_weight: torch.Tensor | None = None,
                                         sample_weight: torch.Tensor | None = None, ignore_index: int | None = -100,
@@ -240,8 +246,9 @@ def vocab_parallel_linear_cross_entropy(hidden: torch.Tensor, weight_shard: torc
                  memory_budget=memory_budget, vocab_sizes=vocab_sizes, validate=validate)
 
 
-def _linear_loss(comm, hidden, weight_shard, target, *, bias_shard, class_weight, sample_weight, reduce_hidden_grad,
-                 **options):
+def _linear_loss(comm: Comm, hidden: torch.Tensor, weight_shard: torch.Tensor, target: torch.Tensor, *,
+                 bias_shard: torch.Tensor | None, class_weight: torch.Tensor | None,
+                 sample_weight: torch.Tensor | None, reduce_hidden_grad: bool, **options: Any) -> torch.Tensor:
     """:func:`vocab_parallel_linear_cross_entropy` over ``comm``."""
     _plain_call("vocab_parallel_linear_cross_entropy", class_weight, sample_weight,
                 names=("class_weight", "sample_weight"))
@@ -250,7 +257,7 @@ def _linear_loss(comm, hidden, weight_shard, target, *, bias_shard, class_weight
     return LinearCE.apply(hidden, weight_shard, bias_shard, p)
 
 
-def gather_vocab_sizes(local_size: int, /, *, group=None) -> tuple[int, ...]:
+def gather_vocab_sizes(local_size: int, /, *, group: ProcessGroup | None = None) -> tuple[int, ...]:
     """Every rank's shard width, in rank order (one all-gather): the ``vocab_sizes`` for ``validate=False``.
 
     >>> import torch.distributed as dist

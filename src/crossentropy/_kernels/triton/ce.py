@@ -73,7 +73,7 @@ class Partials(NamedTuple):
     """
 
     stats: torch.Tensor
-    index: torch.Tensor
+    index: torch.Tensor  # type: ignore[assignment]  # the field shadows tuple.index (a public name)
     options: tuple
 
 

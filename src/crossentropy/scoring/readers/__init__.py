@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from typing import Any
 
 from ..errors import PredictionFileError
 from ._base import HEAD_ROWS, Coded, RawChunk
@@ -115,6 +116,7 @@ def open_reader(path: str, *, format=None, delimiter=None, chunk_rows=None, csv_
     """A reader for one file (or ``-``)."""
     fmt = format or format_from_name(path)
     src = ByteSource(path)
+    r: Any  # a reader of one format (duck-typed: they share no base class)
     try:
         if fmt is None:
             try:

@@ -80,7 +80,8 @@ class Coded:
 
     @staticmethod
     def concat(parts) -> "Coded":
-        values, index = [], {}
+        values: list = []
+        index: dict = {}
         codes = []
         for p in parts:
             remap = np.empty(len(p.values), dtype=np.int64)
@@ -138,7 +139,7 @@ class RawChunk:
     def concat(parts) -> "RawChunk":
         if len(parts) == 1:
             return parts[0]
-        cols = {}
+        cols: dict = {}  # name -> array or Coded
         for name in parts[0].columns:
             vals = [p.columns[name] for p in parts]
             if isinstance(vals[0], Coded):

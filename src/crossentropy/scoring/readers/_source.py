@@ -134,7 +134,7 @@ class ByteSource:
         self.path = str(path)
         self.name = "<stdin>" if self.path == STDIN else self.path
         self.total = None
-        self._spooled = None
+        self._spooled: str | None = None
         self._buf = b""
         self._eof = False
         if self.path == STDIN:
@@ -151,7 +151,10 @@ class ByteSource:
             if stat.S_ISREG(st.st_mode):
                 self.total = st.st_size
             try:
-                raw = open(self.path, "rb")
+                # A pipe or a device is read unbuffered: a buffered reader holds its lock while a read
+                # blocks, so closing it from the main thread (after Ctrl-C, with the reader thread
+                # waiting on a silent pipe) would wait for ever; our reads are large blocks anyway.
+                raw = open(self.path, "rb") if self.total is not None else open(self.path, "rb", buffering=0)
             except OSError as e:
                 raise PredictionFileError(self.path, f"cannot read: {e.strerror or e}") from None
         self._raw = _Counting(raw)
@@ -179,12 +182,15 @@ class ByteSource:
 
     # -- reading ------------------------------------------------------------------------
 
+    def _damaged(self, e) -> CorruptStream:
+        what = f"the {self.compression} data" if self.compression else "the file"
+        return CorruptStream(f"{what} is truncated or damaged ({type(e).__name__}: {e})")
+
     def _read_stream(self, n: int) -> bytes:
         try:
             return self._stream.read(n)
         except self._corrupt as e:
-            what = f"the {self.compression} data" if self.compression else "the file"
-            raise CorruptStream(f"{what} is truncated or damaged ({type(e).__name__}: {e})") from None
+            raise self._damaged(e) from None
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` bytes from the current position, without consuming them."""
@@ -210,6 +216,35 @@ class ByteSource:
             got += len(b)
         return b"".join(out)
 
+    def readinto(self, b) -> int:
+        """Fill the writable buffer ``b`` from the current position; fewer bytes only at the end.
+
+        Large reads go straight into ``b`` (no intermediate ``bytes``).
+        """
+        mv = memoryview(b).cast("B")
+        size = len(mv)
+        got = 0
+        if self._buf:
+            got = min(len(self._buf), size)
+            mv[:got] = self._buf[:got]
+            self._buf = self._buf[got:]
+        into = getattr(self._stream, "readinto", None)
+        while got < size and not self._eof:
+            try:
+                if into is not None:
+                    r = into(mv[got:])
+                else:
+                    data = self._stream.read(size - got)
+                    r = len(data)
+                    mv[got:got + r] = data
+            except self._corrupt as e:
+                raise self._damaged(e) from None
+            if not r:
+                self._eof = True
+                break
+            got += r
+        return got
+
     def progress(self):
         """``(bytes read, total bytes)`` of the underlying file; total ``None`` for streams."""
         return self._raw.count, self.total
@@ -234,7 +269,7 @@ class ByteSource:
                 raise
             self._spooled = tmp
             self._eof = True
-        return self._spooled
+        return self._spooled  # type: ignore[return-value]  # set just above when it was None
 
     def close(self) -> None:
         try:

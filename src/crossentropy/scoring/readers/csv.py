@@ -21,15 +21,17 @@ from __future__ import annotations
 import csv
 import io
 import queue
+import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import PredictionFileError
 from ._base import (HEAD_ROWS, INTEGER, NUMBER, RawChunk, arrow_coded, arrow_numpy, check_names, factorize,
                     parse_floats)
-from ._source import ByteSource, CorruptStream, fill_block
+from ._source import ByteSource, CorruptStream
 
 __all__ = ["CsvReader", "sniff_delimiter", "DELIMITERS"]
 
@@ -38,6 +40,23 @@ _HEAD_BYTES = 1 << 18
 _MAX_BLOCK = 16 << 20
 _DEFAULT_BLOCK = 2 << 20
 _SMALL_FILE = 1 << 20  # below this, Python's parser alone (importing pyarrow would cost more)
+_PARSERS = 2  # Arrow parser threads
+
+
+class _Stopped(Exception):
+    """The consumer stopped reading."""
+
+
+def _ready(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+def _failed(e: BaseException) -> Future:
+    f: Future = Future()
+    f.set_exception(e)
+    return f
 
 
 def _text(path, data: bytes, first_line: int) -> str:
@@ -113,9 +132,9 @@ def _open_quote_parity(a: np.ndarray) -> np.ndarray:
     return np.bitwise_xor.accumulate((a == 34).view(np.uint8))
 
 
-def _safe_cut(buf: bytes, start: int = 0) -> int:
-    """End of the last complete line of ``buf`` that is not inside quotes (0 if none)."""
-    nl = buf.rfind(b"\n")
+def _safe_cut(buf, start: int = 0, end: int | None = None) -> int:
+    """End of the last complete line of ``buf[:end]`` that is not inside quotes (0 if none)."""
+    nl = buf.rfind(b"\n", 0, len(buf) if end is None else end)
     if nl < start:
         return 0
     if buf.find(b'"', 0, nl) < 0:
@@ -126,13 +145,35 @@ def _safe_cut(buf: bytes, start: int = 0) -> int:
     return int(even[-1]) + 1 if even.size else 0
 
 
-def _quoted_newline(block: bytes) -> bool:
-    """Whether a line break sits inside a quoted field."""
-    if block.find(b'"') < 0:
-        return False
-    a = np.frombuffer(block, dtype=np.uint8)
+def _quoted_newline(a: np.ndarray) -> bool:
+    """Whether a line break sits inside a quoted field (``a``: the bytes as ``uint8``)."""
     ends = np.flatnonzero(a == 10)
     return bool(_open_quote_parity(a)[ends].any())
+
+
+class _Block:
+    """Whole lines: ``data[:n]``, from line ``line0``, with ``newlines`` line breaks.
+
+    ``data`` is a buffer that the next block reuses: read it (or copy it with
+    :meth:`tobytes`) before asking for the next one.
+    """
+
+    __slots__ = ("data", "n", "line0", "newlines")
+
+    def __init__(self, data, n, line0, newlines):
+        self.data, self.n, self.line0, self.newlines = data, n, line0, newlines
+
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.uint8, count=self.n)
+
+    def find(self, sub: bytes) -> int:
+        return self.data.find(sub, 0, self.n)
+
+    def count(self, sub: bytes) -> int:
+        return self.data.count(sub, 0, self.n)
+
+    def tobytes(self) -> bytes:
+        return bytes(memoryview(self.data)[:self.n])
 
 
 class CsvReader:
@@ -209,37 +250,54 @@ class CsvReader:
             return _DEFAULT_BLOCK
         return int(min(max(self.chunk_rows * self.line_bytes, 1), _MAX_BLOCK))
 
-    def _blocks(self):
-        """``(first line number, bytes, last)`` of consecutive blocks of whole lines.
+    def _blocks(self, spare=None):
+        """``(first line number, block, last)`` of consecutive :class:`_Block` s of whole lines.
 
-        ``bytes`` is ``None`` when no safe cut was found in a large window (a
+        The bytes are read straight into a buffer: one, reused block after
+        block, or with ``spare(size)`` (a function that gives a free buffer of
+        at least ``size`` bytes) a buffer per block, until its reader hands it
+        back.
+        ``block`` is ``None`` when no safe cut was found in a large window (a
         stray quote in an unquoted field makes the quote count useless): the
         rest of the file is then read as one stream by Python's parser, which
         keeps memory bounded; the third item is then the pending bytes.
         """
         size = self._block_bytes()
         limit = max(4 * size, _MAX_BLOCK)
-        buf = b""
+        buf = bytearray(size)
+        have = 0
         line = self.first_data_line
         eof = False
         while True:
-            if not eof:
-                buf, eof = fill_block(self.source, buf, size, line)
-            cut = len(buf) if eof else _safe_cut(buf)
+            if not eof and have < len(buf):
+                try:
+                    got = self.source.readinto(memoryview(buf)[have:])
+                except CorruptStream as e:
+                    raise PredictionFileError(self.path, str(e), line=line + buf.count(b"\n", 0, have)) from None
+                eof = have + got < len(buf)
+                have += got
+            cut = have if eof else _safe_cut(buf, 0, have)
             if cut == 0:
                 if eof:
                     return
-                if len(buf) >= limit:
-                    yield line, None, buf
+                if have >= limit:
+                    yield line, None, bytes(memoryview(buf)[:have])
                     return
-                size *= 2  # a line (or a quoted field) longer than the block
+                bigger = bytearray(2 * len(buf))  # a line (or a quoted field) longer than the block
+                bigger[:have] = memoryview(buf)[:have]
+                buf = bigger
                 continue
-            block, buf = buf[:cut], buf[cut:]
-            last = eof and not buf
-            yield line, block, last
-            line += block.count(b"\n")
+            newlines = int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=cut) == 10))
+            last = eof and cut == have
+            yield line, _Block(buf, cut, line, newlines), last
+            line += newlines
             if last:
                 return
+            rest = memoryview(buf)[cut:have]  # the partial line goes to the front (of the next buffer)
+            if spare is not None:
+                buf = spare(len(buf))
+            buf[:have - cut] = rest
+            have -= cut
 
     # -- parsing ------------------------------------------------------------------------
 
@@ -258,8 +316,9 @@ class CsvReader:
         whole = len(data) < want
         block = data if whole else data[:_safe_cut(data)]
         rows, lines = self._python_rows(block, self.first_data_line, limit=n, last=whole)
-        cols = list(zip(*rows)) if rows else [()] * len(self.names)
-        out, self.head_types = {}, {}
+        cols: list = list(zip(*rows)) if rows else [()] * len(self.names)
+        out: dict = {}  # name -> array or Coded
+        self.head_types = {}
         for name, col in zip(self.names, cols):
             col = list(col)
             if col and all(NUMBER.fullmatch(t) for t in col):
@@ -297,7 +356,7 @@ class CsvReader:
 
     def _typed_chunk(self, rows, lines, first_row) -> RawChunk:
         lines = np.array(lines, dtype=np.int64)
-        cols = {}
+        cols: dict = {}  # name -> array or Coded
         for j, name in enumerate(self.names):
             kind = self.plan.get(name)
             if kind is None:
@@ -362,21 +421,25 @@ class CsvReader:
         except csv.Error as e:
             raise PredictionFileError(self.path, f"malformed CSV: {e}", line=line0 + reader.line_num - 1) from None
 
-    def _arrow_block(self, pa, pacsv, line0: int, block: bytes, first_row: int, last: bool = False):
-        """The block through Arrow, or ``None`` when Python's parser must read it."""
-        if last and block.count(b'"') % 2:
-            return None  # maybe a quoted field cut by the end of the file: Python's parser says
-        if b"\r" in block and block.count(b"\r") != block.count(b"\r\n"):
+    def _arrow_block(self, pa, pacsv, block: _Block, first_row: int, last: bool = False):
+        """The block through Arrow, or ``None`` when Python's parser must read it.
+
+        Blank lines (which Arrow skips) show as fewer rows than line breaks.
+        """
+        a = block.array()
+        if block.find(b'"') >= 0:
+            if last and block.count(b'"') % 2:
+                return None  # maybe a quoted field cut by the end of the file: Python's parser says
+            if _quoted_newline(a):
+                return None
+        if block.find(b"\r") >= 0 and block.count(b"\r") != block.count(b"\r\n"):
             return None  # lone CR line ends: Arrow splits lines there, we count \n
-        if b"\n\n" in block or b"\n\r\n" in block or block.startswith((b"\n", b"\r\n")):
-            return None  # blank lines: Arrow skips them and the line numbers would slip
-        if not block.isascii():
+        if a.size and a.max() >= 0x80:  # not ASCII: Python's parser names a line that is not UTF-8
             try:
-                block.decode("utf-8")
+                block.tobytes().decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        if _quoted_newline(block):
-            return None
+        line0 = block.line0
         types, include = {}, []
         for name in self.names:
             kind = self.plan.get(name)
@@ -396,8 +459,8 @@ class CsvReader:
             # the previous one is scored (and Arrow's own pool, driven from a thread
             # of ours, can abort the interpreter at exit).
             t = pacsv.read_csv(
-                pa.py_buffer(block),
-                read_options=pacsv.ReadOptions(column_names=self.names, block_size=len(block) + 1,
+                pa.py_buffer(memoryview(block.data)[:block.n]),
+                read_options=pacsv.ReadOptions(column_names=self.names, block_size=block.n + 1,
                                                use_threads=False),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"', double_quote=True,
                                                  escape_char=False, newlines_in_values=False,
@@ -408,9 +471,9 @@ class CsvReader:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         n = t.num_rows
-        if n != block.count(b"\n") + (0 if block.endswith(b"\n") else 1):
+        if n != block.newlines + (0 if a[-1] == 10 else 1):
             return None
-        cols = {}
+        cols: dict = {}  # name -> array or Coded
         for name in include:
             c = t.column(name)
             if pa.types.is_floating(c.type) or pa.types.is_integer(c.type):
@@ -456,43 +519,71 @@ class CsvReader:
             if block is None:
                 yield from self._python_stream(line0, last, row)
                 return
-            c = self._python_block(line0, block, row, last)
+            c = self._python_block(line0, block.tobytes(), row, last)
             row += c.n
             if c.n:
                 yield c
 
     def _threaded(self, arrow):
-        """Blocks read and parsed by a helper thread (Arrow releases the GIL), two ahead."""
+        """Blocks read by a helper thread and parsed by two more (Arrow releases the GIL), in order.
+
+        A block is read into a buffer of its own (four in turn), parsed by
+        one of two parser threads while the next is read and the previous
+        ones are scored; the consumer takes the parsed blocks in file order.
+        """
         pa, pacsv = arrow
-        q: queue.Queue = queue.Queue(maxsize=2)
+        n_buffers = _PARSERS + 2
+        free: queue.Queue = queue.Queue()
+        for _ in range(n_buffers):
+            free.put(None)  # allocated on first use, at the size asked
+        done: queue.Queue = queue.Queue(maxsize=_PARSERS + 1)  # futures of parsed blocks, in file order
         stop = threading.Event()
+        parsers = ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="crossentropy-csv-parse")
+
+        def spare(size):
+            while True:
+                buf = free.get()
+                if stop.is_set():
+                    raise _Stopped
+                if buf is None or len(buf) < size:
+                    buf = bytearray(size)
+                return buf
+
+        def parse(line0, block, last):
+            try:
+                chunk = self._arrow_block(pa, pacsv, block, 0, last)
+                # Python's parser reads a refused block in the consumer's thread: a copy of it.
+                return line0, None if chunk is not None else (block.tobytes(), last), chunk
+            finally:
+                free.put(block.data)
 
         def produce():
             try:
-                for line0, block, last in self._blocks():
+                for line0, block, last in self._blocks(spare):
                     if stop.is_set():
                         return
                     if block is None:
-                        q.put(("stream", line0, last, None))
+                        done.put(_ready(("stream", line0, last)))
                         return
-                    q.put(("block", line0, (block, last), self._arrow_block(pa, pacsv, line0, block, 0, last)))
-                q.put(("end", None, None, None))
+                    done.put(parsers.submit(parse, line0, block, last))
+                done.put(_ready(("end", None, None)))
+            except _Stopped:
+                return
             except BaseException as e:  # handed to the consumer, who raises it
-                q.put(("error", e, None, None))
+                done.put(_failed(e))
 
         th = threading.Thread(target=produce, name="crossentropy-csv", daemon=True)
         th.start()
         row = 0
         try:
             while True:
-                kind, line0, block, chunk = q.get()
-                if kind == "end":
+                item = done.get().result()
+                if item[0] == "end":
                     return
-                if kind == "error":
-                    raise line0
-                if kind == "stream":
-                    yield from self._python_stream(line0, block, row)
+                if item[0] == "stream":
+                    yield from self._python_stream(item[1], item[2], row)
                     return
+                line0, block, chunk = item
                 if chunk is None:
                     chunk = self._python_block(line0, block[0], row, block[1])
                 else:
@@ -502,16 +593,20 @@ class CsvReader:
                     yield chunk
         finally:
             stop.set()
-            # Let the producer finish before going on: a thread still inside Arrow
-            # when the interpreter exits aborts the process.  Keep the queue empty
-            # so that it is never blocked on it; one blocked on its input (a pipe
-            # that stays silent) is in Python code and left to the exit.
-            deadline = time.monotonic() + 10.0
+            free.put(None)  # wakes the reader if it waits for a buffer
+            # Let the reader and the parsers finish before going on: a thread still
+            # inside Arrow when the interpreter exits aborts the process.  Keep the
+            # queue empty so that the reader is never blocked on it; one blocked on
+            # its input (a pipe that stays silent) is in Python code and left to the exit.
+            # After Ctrl-C, only a moment: a reader still alive then is waiting on its input.
+            interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+            deadline = time.monotonic() + (0.5 if interrupted else 10.0)
             while th.is_alive() and time.monotonic() < deadline:
                 try:
-                    q.get_nowait()
+                    done.get_nowait()
                 except queue.Empty:
                     th.join(0.01)
+            parsers.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self.source.close()
