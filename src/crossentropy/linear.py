@@ -18,7 +18,11 @@ for ``hidden``, ``weight`` and ``bias`` in chunks of rows:
    ``∂bias += Σ_rows g``.
 
 No N×V buffer ever exists: the peak extra memory is one chunk, sized by
-``memory_budget``.  The unfused computation (:func:`_reference`) defines the
+``memory_budget``.  NumPy float32/float64 arrays run the tiled engine
+(:mod:`crossentropy._linear_engine`, :mod:`crossentropy._linear_backend`): BLAS
+products into preallocated tiles and the compiled chunk kernels in place
+(``docs/linear.md``).  Other array libraries run the chunks with their own
+operations.  The unfused computation (:func:`_reference`) defines the
 semantics and the tests hold the chunked one to it.
 """
 
@@ -32,19 +36,57 @@ import numpy as np
 from ._backend import namespace
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ._grad import quiet, register, value_and_grad
+from ._kernels import get as _kernels
+from ._linear_engine import DEFAULT_MEMORY_BUDGET
+from ._linear_engine import _budget as engine_budget
+from ._linear_engine import cpu_layout
+from ._linear_engine import run as run_engine
 from ._validation import check_floating, check_index_target, check_reduction, check_unit_interval_option
+from ._kernels import _chunk
+from ._linear_backend import ChunkBackend, NumpyMM
 from .categorical import check_softcap, cross_entropy
 
 __all__ = ["linear_cross_entropy", "DEFAULT_MEMORY_BUDGET"]
 
-DEFAULT_MEMORY_BUDGET = 64 << 20  # bytes for the chunk's logits (and, on NumPy, the ∂weight slice buffer)
+
+
+def _engine_applies(xp, hidden) -> bool:
+    """NumPy float32/float64 with the compiled kernels: the tiled engine (:mod:`._linear_engine`)."""
+    return xp.name == "numpy" and _kernels() is not None and hidden.dtype in (np.float32, np.float64)
 
 
 class _Plan:
     """Validated arguments and the derived sizes, checked before any heavy work."""
 
     __slots__ = ("xp", "h", "w", "b", "y", "shape", "N", "D", "V", "cw", "sw", "ignore_index", "eps", "z",
-                 "softcap", "reduction", "num_items", "rows", "vslice")
+                 "softcap", "reduction", "num_items", "rows", "vslice", "layout")
+
+
+def check_options(reduction, label_smoothing, z_loss, softcap, num_items_in_batch):
+    """``(label_smoothing, z_loss, softcap, num_items)`` checked (shared with the torch adapter)."""
+    check_reduction(reduction)
+    eps = check_unit_interval_option(label_smoothing, "label_smoothing")
+    try:
+        z = float(z_loss)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"z_loss must be a number >= 0; got {z_loss!r}") from None
+    if not (z >= 0.0 and math.isfinite(z)):
+        raise InvalidOptionError(f"z_loss must be a finite number >= 0; got {z_loss!r}")
+    cap = check_softcap(softcap)
+    num_items = None
+    if num_items_in_batch is not None:
+        if reduction != "mean":
+            raise InvalidOptionError(
+                f"num_items_in_batch divides the summed loss (a global mean); it needs reduction='mean', "
+                f"got reduction={reduction!r}")
+        try:
+            num_items = float(num_items_in_batch)
+        except (TypeError, ValueError):
+            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}") \
+                from None
+        if not (num_items > 0 and math.isfinite(num_items)):
+            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}")
+    return eps, z, cap, num_items
 
 
 def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_index, label_smoothing, reduction,
@@ -79,29 +121,22 @@ def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_i
     if class_weight is not None and tuple(class_weight.shape) != (V,):
         raise ShapeMismatchError(f"class_weight must have shape ({V},), one entry per class; "
                                  f"got {tuple(class_weight.shape)}")
-    check_reduction(reduction)
-    p.eps = check_unit_interval_option(label_smoothing, "label_smoothing")
-    p.z = float(z_loss)
-    if not p.z >= 0.0:
-        raise InvalidOptionError(f"z_loss must be >= 0; got {z_loss!r}")
-    p.softcap = check_softcap(softcap)
-    p.num_items = None
-    if num_items_in_batch is not None:
-        if reduction != "mean":
-            raise InvalidOptionError(
-                f"num_items_in_batch divides the summed loss (a global mean); it needs reduction='mean', "
-                f"got reduction={reduction!r}")
-        p.num_items = float(num_items_in_batch)
-        if not (p.num_items > 0 and math.isfinite(p.num_items)):
-            raise InvalidOptionError(f"num_items_in_batch must be a positive number; got {num_items_in_batch!r}")
+    p.eps, p.z, p.softcap, p.num_items = check_options(reduction, label_smoothing, z_loss, softcap,
+                                                       num_items_in_batch)
     p.N = int(math.prod(p.shape))
     p.D, p.V = D, V
     item = np.dtype(str(hidden.dtype).replace("torch.", "")).itemsize if xp.name != "numpy" else hidden.dtype.itemsize
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
-    if budget < V * item:
-        raise InvalidOptionError(
-            f"memory_budget={budget} bytes is too small for one row of logits (V = {V} classes × {item} bytes "
-            f"= {V * item} bytes)")
+    p.layout = None
+    if _engine_applies(xp, hidden):
+        # fixed tile shapes (bitwise-identical results for every budget); a budget below one tile is an error
+        p.layout = cpu_layout(p.N, V, item, memory_budget)
+        budget = p.layout.tile_bytes
+    else:
+        budget = engine_budget(memory_budget, DEFAULT_MEMORY_BUDGET)
+        if budget < V * item:
+            raise InvalidOptionError(
+                f"memory_budget={budget} bytes is too small for one row of logits (V = {V} classes × {item} bytes "
+                f"= {V * item} bytes)")
     p.rows = max(1, min(p.N, budget // (V * item)))
     p.vslice = max(1, min(V, budget // max(1, D * item)))
     p.h = xp.reshape(hidden, (p.N, D))
@@ -182,6 +217,8 @@ def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None
     xp = p.xp
     need = bool(wrt)
     scale, denom = _row_scale(p, grad_output)
+    if p.layout is not None:
+        return _engine_ce(p, hidden, wrt, scale, denom)
     sw_rows = None if p.sw is None else xp.reshape(xp.broadcast_to(xp.astype(p.sw, p.h), p.shape), (p.N,))
     opts = _ce_options(p)
     losses = []
@@ -226,6 +263,44 @@ def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None
     return value, grads
 
 
+def kernel_options(p: _Plan) -> dict:
+    """The chunk kernels' options (class weights apart)."""
+    return dict(ignore_index=p.ignore_index, label_smoothing=p.eps, z_loss=p.z, softcap=p.softcap)
+
+
+def kernel_scale(scale, n):
+    """The kernels' ``grad_scale``: a float, or a float64 array of one factor per row."""
+    if scale is None:
+        return 1.0
+    a = np.asarray(scale, dtype=np.float64)
+    return float(a) if a.ndim == 0 else np.ascontiguousarray(np.broadcast_to(a, (n,)))
+
+
+def _engine_ce(p: _Plan, hidden, wrt, scale, denom):
+    """NumPy float32/float64: the tiled engine with the compiled chunk kernels and NumPy's BLAS."""
+    dtype = hidden.dtype
+    h = np.ascontiguousarray(p.h)
+    w = np.ascontiguousarray(p.w)
+    b = None if p.b is None else np.ascontiguousarray(p.b)
+    cw = None if p.cw is None else np.ascontiguousarray(p.cw, dtype=dtype)
+    y = np.ascontiguousarray(p.y, dtype=np.int64)
+    bk = ChunkBackend(NumpyMM(dtype), _chunk, h, w, b, y, cw, kernel_options(p),
+                    want=(0 in wrt, 1 in wrt, "bias" in wrt))
+    rows_loss = run_engine(bk, p.layout, scale=kernel_scale(scale, p.N) if wrt else None)
+    if p.sw is not None:
+        rows_loss = rows_loss * np.reshape(np.broadcast_to(np.asarray(p.sw, np.float64), p.shape), (p.N,))
+    value = _value(p, rows_loss, denom)
+    value = np.asarray(value, dtype=dtype) if p.reduction == "none" else dtype.type(value)
+    grads = {}
+    if bk.dh is not None:
+        grads[0] = bk.dh.reshape(tuple(hidden.shape))
+    if bk.dw is not None:
+        grads[1] = bk.dw
+    if bk.db is not None:
+        grads["bias"] = bk.db
+    return value, grads
+
+
 def _accumulate_dw(xp, dw, g, hc, vslice):
     """``dw += gᵀ @ hc`` a vocabulary slice at a time: the temporary is (slice × D), not (V × D)."""
     gt = xp.xp.permute_dims(g, (1, 0))
@@ -252,8 +327,16 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     ``weight`` (1) and ``bias`` come from
     ``value_and_grad(linear_cross_entropy, h, W, y, wrt=(0, 1, "bias"), bias=b)``.
 
-    ``memory_budget`` (bytes, default 64 MiB) bounds the chunk of logits held
-    at once; a budget below one row of logits is an error.
+    ``memory_budget`` (bytes; default 64 MiB, or on NumPy float32/float64 one
+    block of rows if that is larger) bounds the logits held at once.
+    On NumPy float32/float64 (the compiled kernels) the logits come in tiles
+    whose shape depends on ``(N, V, dtype)`` alone (up to 16384 classes × a
+    block of 384–512 rows); a budget that holds a block's tiles runs one pass (three
+    matrix products, the floor), a smaller one two passes (the logits are
+    computed twice, four products), and a budget below one tile is an error.
+    The results are bitwise identical for every budget and thread count
+    (``docs/linear.md``).  Other array libraries run chunks of rows, and a
+    budget below one row of logits is an error.
 
     Shapes: ``hidden`` ``(..., D)``, ``weight`` ``(V, D)``, ``bias`` ``(V,)``,
     integer ``target`` ``(...)``; ``reduction='none'`` returns ``(...)``.
@@ -264,7 +347,7 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
     >>> h, W, y = rng.standard_normal((6, 4)), rng.standard_normal((10, 4)), np.array([1, 2, 3, 4, 5, 6])
     >>> bool(np.isclose(linear_cross_entropy(h, W, y), cross_entropy(h @ W.T, y)))
     True
-    >>> loss, (dh, dW) = value_and_grad(linear_cross_entropy, h, W, y, wrt=(0, 1), memory_budget=160)
+    >>> loss, (dh, dW) = value_and_grad(linear_cross_entropy, h, W, y, wrt=(0, 1))
     >>> dh.shape, dW.shape
     ((6, 4), (10, 4))
     """

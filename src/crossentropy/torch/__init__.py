@@ -37,8 +37,9 @@ import torch
 
 from . import functional
 from .functional import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss
+from .linear import LinearCrossEntropyLoss
 
-__all__ = ["CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "functional"]
+__all__ = ["CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "LinearCrossEntropyLoss", "functional"]
 
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):

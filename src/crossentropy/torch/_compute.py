@@ -529,3 +529,19 @@ def _weight_vjp(base, fn, xc, tc, opts, cc, create):
     loss = fn(xc, tc, **dict(opts, weight=w0))
     (g,) = torch.autograd.grad(loss, w0, cc.to(loss.dtype), create_graph=create)
     return g
+
+
+def triton_kernel(kind, x, t, w, pw, opts, need_grad, grad_output):
+    """CUDA tensors: the Triton in-chunk kernel (:func:`crossentropy._kernels.triton.cross_entropy_cuda`,
+    one launch for the loss and the input gradient) for ``cross_entropy`` with class indices and the
+    classes on the last axis of a 2-D input; ``NotImplemented`` otherwise (the reference code runs)."""
+    if kind != "ce" or x.dim() != 2 or t.is_floating_point() or opts.get("axis", 1) not in (1, -1):
+        return NotImplemented
+    from .._kernels.triton import cross_entropy_cuda
+
+    return cross_entropy_cuda(x, t, axis=-1, weight=w, ignore_index=opts.get("ignore_index"),
+                              label_smoothing=opts.get("label_smoothing", 0.0), reduction=opts["reduction"],
+                              grad_output=grad_output, need_grad=need_grad)
+
+
+register_device_kernel("cuda", triton_kernel)

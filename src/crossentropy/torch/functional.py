@@ -1,7 +1,8 @@
 """Drop-in replacements for four functions of ``torch.nn.functional``.
 
 ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy`` and
-``binary_cross_entropy_with_logits`` take exactly the arguments of their
+``binary_cross_entropy_with_logits`` (and the fused ``linear_cross_entropy``,
+:mod:`crossentropy.torch.linear`) take exactly the arguments of their
 PyTorch namesakes (same names, order and defaults, legacy ``size_average`` /
 ``reduce`` included) and return the same values and gradients, in every
 autodiff mode of PyTorch.
@@ -42,8 +43,10 @@ import torch
 from .._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ._autograd import apply_loss
 from ._compute import no_derivative_error
+from .linear import linear_cross_entropy
 
-__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "linear_cross_entropy"]
 
 _NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
 _HALF = (torch.float16, torch.bfloat16)
