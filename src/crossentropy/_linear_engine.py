@@ -51,9 +51,18 @@ gradient of the loss w.r.t. the logits and feeds the two products directly.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import InvalidOptionError
+
+if TYPE_CHECKING:
+    from ._linear_backend import ChunkBackend, _Tile
+    from ._typing import Array
+
+    #: a block's resident tiles: ``(v0, v1, tile)`` in vocabulary order
+    Tiles = Sequence[tuple[int, int, _Tile]]
 
 __all__ = ["Layout", "cpu_layout", "single_tile_layout", "run", "TILE_CLASSES", "ROW_BLOCK_BYTES",
            "DEFAULT_MEMORY_BUDGET"]
@@ -98,7 +107,7 @@ class Layout:
     one_pass: bool
     inflight: int
 
-    def bounds(self):
+    def bounds(self) -> list[tuple[int, int]]:
         """``(v0, v1)`` of each tile."""
         return [(v0, min(self.V, v0 + self.width)) for v0 in range(0, self.V, self.width)]
 
@@ -107,14 +116,14 @@ class Layout:
         return self.rows * self.width * self.item
 
 
-def _budget(memory_budget, default):
+def _budget(memory_budget: float | None, default: int) -> int:
     budget = default if memory_budget is None else memory_budget
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget >= 0 or math.isinf(budget):
         raise InvalidOptionError(f"memory_budget must be a number of bytes (or None); got {memory_budget!r}")
     return int(budget)
 
 
-def cpu_layout(N: int, V: int, item: int, memory_budget=None, threads: int = 1) -> Layout:
+def cpu_layout(N: int, V: int, item: int, memory_budget: float | None = None, threads: int = 1) -> Layout:
     """The CPU layout: tile shape from ``(N, V, item)`` only; the budget picks one or two passes
     (default: one pass).
 
@@ -136,7 +145,8 @@ def cpu_layout(N: int, V: int, item: int, memory_budget=None, threads: int = 1) 
     return Layout(N, V, rows, width, ntiles, item, one_pass, inflight)
 
 
-def single_tile_layout(N: int, V: int, item: int, memory_budget=None, default=DEFAULT_MEMORY_BUDGET) -> Layout:
+def single_tile_layout(N: int, V: int, item: int, memory_budget: float | None = None,
+                       default: int = DEFAULT_MEMORY_BUDGET) -> Layout:
     """One tile spans the vocabulary; the budget sets the rows (the CUDA layout).
 
     Raises :class:`InvalidOptionError` for a budget below one row of logits.
@@ -151,11 +161,11 @@ def single_tile_layout(N: int, V: int, item: int, memory_budget=None, default=DE
     return Layout(N, V, rows, max(1, V), 1, item, True, 1)
 
 
-def _scale_rows(scale, r0, r1):
+def _scale_rows(scale: Any, r0: int, r1: int) -> Any:
     return scale[r0:r1] if getattr(scale, "ndim", 0) else scale
 
 
-def run(bk, lay: Layout, *, scale=None):
+def run(bk: ChunkBackend, lay: Layout, *, scale: Any = None) -> Array:
     """Loss per row (the backend's float array of ``N``); with ``scale`` (a number or one per row) also
     the gradients the backend was asked for, accumulated into its buffers."""
     grad = scale is not None and bk.wants_grad
@@ -196,22 +206,26 @@ def run(bk, lay: Layout, *, scale=None):
     return loss
 
 
-def _groups(lay, tiles):
+def _groups(lay: Layout, tiles: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     k = lay.inflight
     return [tiles[i:i + k] for i in range(0, len(tiles), k)]
 
 
-def _pass_one(bk, lay, tiles, bufs, r0, r1):
-    parts, last = [], None
+def _pass_one(bk: ChunkBackend, lay: Layout, tiles: list[tuple[int, int]], bufs: list[Array], r0: int,
+              r1: int) -> tuple[Any, tuple[int, int, _Tile]]:
+    parts: list[Any] = []
+    last = None
     for group in _groups(lay, tiles):
         zs = [(v0, v1, bk.view(b, r1 - r0, v1 - v0)) for (v0, v1), b in zip(group, bufs)]
         bk.run([bk.logits_task(r0, r1, v0, v1, z) for v0, v1, z in zs])
         parts.extend(bk.partials(z, r0, r1, v0, v1) for v0, v1, z in zs)
         last = zs[0]
-    return bk.merge(parts), last
+    # the vocabulary has at least one tile, so `last` is set
+    return bk.merge(parts), cast("tuple[int, int, _Tile]", last)
 
 
-def _pass_two(bk, lay, tiles, bufs, r0, r1, merged, s, loss):
+def _pass_two(bk: ChunkBackend, lay: Layout, tiles: list[tuple[int, int]], bufs: list[Array], r0: int, r1: int,
+              merged: Any, s: Any, loss: Array) -> None:
     first = True
     for group in _groups(lay, tiles):
         zs = [(v0, v1, bk.view(b, r1 - r0, v1 - v0)) for (v0, v1), b in zip(group, bufs)]
@@ -224,7 +238,7 @@ def _pass_two(bk, lay, tiles, bufs, r0, r1, merged, s, loss):
         first = False
 
 
-def _gradients(bk, r0, r1, zs, *, first_tile):
+def _gradients(bk: ChunkBackend, r0: int, r1: int, zs: Tiles, *, first_tile: bool) -> None:
     """The gradient products of one block's tiles ``zs`` (in tile order); ``first_tile``: whether
     ``zs[0]`` is the vocabulary's first tile (it starts ∂h_r instead of adding to it)."""
     bk.run(bk.grad_tasks(r0, r1, zs, first_tile))

@@ -33,24 +33,25 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import namespace
+from ._backend import Ops, namespace
 from ._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ._grad import quiet, register, value_and_grad
 from ._kernels import get as _kernels
-from ._linear_engine import DEFAULT_MEMORY_BUDGET
+from ._linear_engine import DEFAULT_MEMORY_BUDGET, Layout
 from ._linear_engine import _budget as engine_budget
 from ._linear_engine import cpu_layout
 from ._linear_engine import run as run_engine
 from ._validation import check_floating, check_index_target, check_reduction, check_unit_interval_option
 from ._kernels import _chunk
 from ._linear_backend import ChunkBackend, NumpyMM
+from ._typing import Array, ArrayLike
 from .categorical import check_softcap, cross_entropy
 
 __all__ = ["linear_cross_entropy", "DEFAULT_MEMORY_BUDGET"]
 
 
 
-def _engine_applies(xp, hidden) -> bool:
+def _engine_applies(xp: Ops, hidden: Array) -> bool:
     """NumPy float32/float64 with the compiled kernels: the tiled engine (:mod:`._linear_engine`)."""
     return xp.name == "numpy" and _kernels() is not None and hidden.dtype in (np.float32, np.float64)
 
@@ -61,8 +62,30 @@ class _Plan:
     __slots__ = ("xp", "h", "w", "b", "y", "shape", "N", "D", "V", "cw", "sw", "ignore_index", "eps", "z",
                  "softcap", "reduction", "num_items", "rows", "vslice", "layout")
 
+    xp: Ops
+    h: Array
+    w: Array
+    b: Array | None
+    y: Array
+    shape: tuple[int, ...]
+    N: int
+    D: int
+    V: int
+    cw: Array | None
+    sw: ArrayLike | None
+    ignore_index: int | None
+    eps: float
+    z: float
+    softcap: float | None
+    reduction: str
+    num_items: float | None
+    rows: int
+    vslice: int
+    layout: Layout | None
 
-def check_options(reduction, label_smoothing, z_loss, softcap, num_items_in_batch):
+
+def check_options(reduction: str, label_smoothing: float, z_loss: float, softcap: float | None,
+                  num_items_in_batch: float | None) -> tuple[float, float, float | None, float | None]:
     """``(label_smoothing, z_loss, softcap, num_items)`` checked (shared with the torch adapter)."""
     check_reduction(reduction)
     eps = check_unit_interval_option(label_smoothing, "label_smoothing")
@@ -89,8 +112,10 @@ def check_options(reduction, label_smoothing, z_loss, softcap, num_items_in_batc
     return eps, z, cap, num_items
 
 
-def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_index, label_smoothing, reduction,
-          z_loss, softcap, num_items_in_batch, memory_budget) -> _Plan:
+def _plan(hidden: Array, weight: Array, target: Array, *, bias: Array | None, class_weight: Array | None,
+          sample_weight: ArrayLike | None, ignore_index: int | None, label_smoothing: float, reduction: str,
+          z_loss: float, softcap: float | None, num_items_in_batch: float | None,
+          memory_budget: int | None) -> _Plan:
     xp = namespace(hidden, weight, target, bias, class_weight, sample_weight)
     p = _Plan()
     p.xp = xp
@@ -148,11 +173,11 @@ def _plan(hidden, weight, target, *, bias, class_weight, sample_weight, ignore_i
     return p
 
 
-def _ce_options(p: _Plan) -> dict:
+def _ce_options(p: _Plan) -> dict[str, Any]:
     return dict(weight=p.cw, ignore_index=p.ignore_index, label_smoothing=p.eps, z_loss=p.z, softcap=p.softcap)
 
 
-def _row_scale(p: _Plan, grad_output):
+def _row_scale(p: _Plan, grad_output: ArrayLike | None) -> tuple[Any, Any]:
     """Per-row factor of ``∂loss/∂z``: what the reduction, sample weights and grad_output multiply it by.
 
     ``(scale, denominator)``: ``scale`` is None (all ones), a scalar, or an (N,) array; ``denominator``
@@ -191,7 +216,7 @@ def _row_scale(p: _Plan, grad_output):
     return scale, denom
 
 
-def _value(p: _Plan, rows_loss, denom):
+def _value(p: _Plan, rows_loss: Array, denom: Any) -> Array:
     xp = p.xp
     if p.reduction == "none":
         return xp.reshape(rows_loss, p.shape)
@@ -203,14 +228,17 @@ def _value(p: _Plan, rows_loss, denom):
     return total / denom  # mean: 0/0 = NaN, as PyTorch
 
 
-def _rows_of(scale, i0, i1):
+def _rows_of(scale: Any, i0: int, i1: int) -> Any:
     return scale[i0:i1] if getattr(scale, "ndim", 0) else scale
 
 
 @quiet
-def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None, class_weight=None,
-               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0,
-               softcap=None, num_items_in_batch=None, memory_budget=None):
+def _linear_ce(hidden: Array, weight: Array, target: Array, /, *, wrt: tuple[int | str, ...] = (),
+               grad_output: ArrayLike | None = None, bias: Array | None = None, class_weight: Array | None = None,
+               sample_weight: ArrayLike | None = None, ignore_index: int | None = None,
+               label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
+               softcap: float | None = None, num_items_in_batch: float | None = None,
+               memory_budget: int | None = None) -> tuple[Array, dict[int | str, Array]]:
     p = _plan(hidden, weight, target, bias=bias, class_weight=class_weight, sample_weight=sample_weight,
               ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction, z_loss=z_loss,
               softcap=softcap, num_items_in_batch=num_items_in_batch, memory_budget=memory_budget)
@@ -218,7 +246,7 @@ def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None
     need = bool(wrt)
     scale, denom = _row_scale(p, grad_output)
     if p.layout is not None:
-        return _engine_ce(p, hidden, wrt, scale, denom)
+        return _engine_ce(p, p.layout, hidden, wrt, scale, denom)
     sw_rows = None if p.sw is None else xp.reshape(xp.broadcast_to(xp.astype(p.sw, p.h), p.shape), (p.N,))
     opts = _ce_options(p)
     losses = []
@@ -253,7 +281,7 @@ def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None
         losses.append(lc if sw_rows is None else lc * sw_rows[i0:i1])
     rows_loss = xp.xp.concat(losses) if losses else xp.zeros((0,), like=p.h)
     value = _value(p, rows_loss, denom)
-    grads = {}
+    grads: dict[int | str, Array] = {}
     if dh is not None:
         grads[0] = xp.reshape(dh, tuple(hidden.shape))
     if dw is not None:
@@ -263,12 +291,12 @@ def _linear_ce(hidden, weight, target, /, *, wrt=(), grad_output=None, bias=None
     return value, grads
 
 
-def kernel_options(p: _Plan) -> dict:
+def kernel_options(p: _Plan) -> dict[str, Any]:
     """The chunk kernels' options (class weights apart)."""
     return dict(ignore_index=p.ignore_index, label_smoothing=p.eps, z_loss=p.z, softcap=p.softcap)
 
 
-def kernel_scale(scale, n):
+def kernel_scale(scale: Any, n: int) -> float | np.ndarray:
     """The kernels' ``grad_scale``: a float, or a float64 array of one factor per row."""
     if scale is None:
         return 1.0
@@ -276,7 +304,8 @@ def kernel_scale(scale, n):
     return float(a) if a.ndim == 0 else np.ascontiguousarray(np.broadcast_to(a, (n,)))
 
 
-def _engine_ce(p: _Plan, hidden, wrt, scale, denom):
+def _engine_ce(p: _Plan, layout: Layout, hidden: np.ndarray, wrt: tuple[int | str, ...], scale: Any,
+               denom: Any) -> tuple[Array, dict[int | str, Array]]:
     """NumPy float32/float64: the tiled engine with the compiled chunk kernels and NumPy's BLAS."""
     dtype = hidden.dtype
     h = np.ascontiguousarray(p.h)
@@ -286,12 +315,12 @@ def _engine_ce(p: _Plan, hidden, wrt, scale, denom):
     y = np.ascontiguousarray(p.y, dtype=np.int64)
     bk = ChunkBackend(NumpyMM(dtype), _chunk, h, w, b, y, cw, kernel_options(p),
                     want=(0 in wrt, 1 in wrt, "bias" in wrt))
-    rows_loss = run_engine(bk, p.layout, scale=kernel_scale(scale, p.N) if wrt else None)
+    rows_loss = run_engine(bk, layout, scale=kernel_scale(scale, p.N) if wrt else None)
     if p.sw is not None:
         rows_loss = rows_loss * np.reshape(np.broadcast_to(np.asarray(p.sw, np.float64), p.shape), (p.N,))
     value = _value(p, rows_loss, denom)
     value = np.asarray(value, dtype=dtype) if p.reduction == "none" else dtype.type(value)
-    grads = {}
+    grads: dict[int | str, Array] = {}
     if bk.dh is not None:
         grads[0] = bk.dh.reshape(tuple(hidden.shape))
     if bk.dw is not None:
@@ -301,7 +330,7 @@ def _engine_ce(p: _Plan, hidden, wrt, scale, denom):
     return value, grads
 
 
-def _accumulate_dw(xp, dw, g, hc, vslice):
+def _accumulate_dw(xp: Ops, dw: Array, g: Array, hc: Array, vslice: int) -> None:
     """``dw += gᵀ @ hc`` a vocabulary slice at a time: the temporary is (slice × D), not (V × D)."""
     gt = xp.xp.permute_dims(g, (1, 0))
     V = int(dw.shape[0])
@@ -356,9 +385,12 @@ def linear_cross_entropy(hidden: Any, weight: Any, target: Any, /, *, bias: Any 
                       softcap=softcap, num_items_in_batch=num_items_in_batch, memory_budget=memory_budget)[0]
 
 
-def _reference(hidden, weight, target, *, wrt=(0, 1, "bias"), grad_output=None, bias=None, class_weight=None,
-               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", z_loss=0.0,
-               softcap=None, num_items_in_batch=None):
+def _reference(hidden: Array, weight: Array, target: Array, *, wrt: tuple[int | str, ...] = (0, 1, "bias"),
+               grad_output: ArrayLike | None = None, bias: Array | None = None, class_weight: Array | None = None,
+               sample_weight: ArrayLike | None = None, ignore_index: int | None = None,
+               label_smoothing: float = 0.0, reduction: str = "mean", z_loss: float = 0.0,
+               softcap: float | None = None,
+               num_items_in_batch: float | None = None) -> tuple[Array, tuple[Array, ...]]:
     """The unfused computation (materialises the N×V logits): the semantics the chunked path must equal."""
     xp = namespace(hidden, weight, target, bias)
     D = int(weight.shape[1])

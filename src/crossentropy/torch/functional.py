@@ -37,6 +37,7 @@ accepted for class indices (PyTorch wants int64 or uint8), and
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
@@ -54,7 +55,7 @@ _FN_NAMES = {"ce": "cross_entropy", "nll": "nll_loss", "bce": "binary_cross_entr
              "bcel": "binary_cross_entropy_with_logits"}
 
 
-def _legacy_reduction(size_average, reduce, reduction):
+def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
     """PyTorch's mapping of the deprecated ``size_average``/``reduce`` flags."""
     if size_average is None and reduce is None:
         if reduction not in ("none", "mean", "sum"):
@@ -70,7 +71,8 @@ def _legacy_reduction(size_average, reduce, reduction):
     return ret
 
 
-def _dtypes(kind, x, t, w, pw):
+def _dtypes(kind: str, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None,
+            pw: torch.Tensor | None) -> tuple[str, str]:
     """``(compute dtype, loss dtype)`` by PyTorch's rules; raise where PyTorch raises."""
     name = _FN_NAMES[kind]
     if x.dtype not in _NAMES:
@@ -109,7 +111,7 @@ def _dtypes(kind, x, t, w, pw):
     return _NAMES[compute], _NAMES[out]
 
 
-def _autocast(kind, *tensors):
+def _autocast(kind: str, *tensors: Any) -> tuple[Any, ...]:
     """Autocast's float32 policy for losses: half-precision floating operands become float32
     (PyTorch lists these losses among the ops that autocast to float32; on CUDA it refuses
     binary_cross_entropy, whose backward is not safe in half precision)."""
@@ -121,7 +123,9 @@ def _autocast(kind, *tensors):
     return tuple(t.float() if t is not None and t.dtype in _HALF else t for t in tensors)
 
 
-def _dispatch(kind, input, target, weight, pos_weight, ignore_index, label_smoothing, reduction):
+def _dispatch(kind: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+              pos_weight: torch.Tensor | None, ignore_index: int, label_smoothing: float,
+              reduction: str) -> torch.Tensor:
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise InvalidOptionError(
             f"input and target must be torch.Tensor; got {type(input).__name__} and {type(target).__name__}"
@@ -155,8 +159,9 @@ def _dispatch(kind, input, target, weight, pos_weight, ignore_index, label_smoot
 # Public functions: torch.nn.functional's signatures.
 # ---------------------------------------------------------------------------------------------
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                  size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
     r"""Softmax cross-entropy, as ``torch.nn.functional.cross_entropy``.
 
     .. math:: \ell_n = -\sum_c w_c\, q_{nc} \log \frac{e^{x_{nc}}}{\sum_k e^{x_{nk}}},
@@ -190,7 +195,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return _dispatch("ce", input, target, weight, None, ignore_index, label_smoothing, reduction)
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+             size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+             reduction: str = "mean") -> torch.Tensor:
     r"""Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
 
     .. math:: \ell_n = -w_{y_n}\, x_{n, y_n}
@@ -208,7 +215,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return _dispatch("nll", input, target, weight, None, ignore_index, 0.0, reduction)
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean") -> torch.Tensor:
     r"""Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.
 
     .. math:: \ell_n = -w_n\left[y_n \max(\log p_n, -100) + (1-y_n)\max(\log(1-p_n), -100)\right]
@@ -233,8 +242,10 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _dispatch("bce", input, target, weight, None, -100, 0.0, reduction)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
+                                     reduction: str = "mean",
+                                     pos_weight: torch.Tensor | None = None) -> torch.Tensor:
     r"""Binary cross-entropy of logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
     .. math:: \ell_n = -w_n\left[w_+ y_n \log σ(x_n) + (1-y_n) \log σ(-x_n)\right]

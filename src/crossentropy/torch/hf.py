@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import types
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,10 @@ __all__ = ["use_fused_loss"]
 
 _LOSS_KWARGS = ("num_items_in_batch", "shift_labels", "ignore_index")
 
+_Model = TypeVar("_Model", bound=torch.nn.Module)
 
-def _check_layout(model):
+
+def _check_layout(model: torch.nn.Module) -> None:
     lm_head = getattr(model, "lm_head", None)
     decoder = getattr(model, "model", None)
     if not isinstance(lm_head, torch.nn.Linear) or not isinstance(decoder, torch.nn.Module):
@@ -55,7 +58,8 @@ def _check_layout(model):
             f"{type(decoder).__name__} and .lm_head {type(lm_head).__name__}")
 
 
-def use_fused_loss(model, *, z_loss: float = 0.0, memory_budget: int | None = None, enabled: bool = True):
+def use_fused_loss(model: _Model, *, z_loss: float = 0.0, memory_budget: int | None = None,
+                   enabled: bool = True) -> _Model:
     """Make ``model`` (a ``transformers`` causal LM) train with the fused loss; returns ``model``.
 
     ``z_loss`` adds ``z_loss · lse²`` per counted token (off by default: HF's
@@ -70,13 +74,14 @@ def use_fused_loss(model, *, z_loss: float = 0.0, memory_budget: int | None = No
         return model
     _check_layout(model)
     if original is None:
-        model._crossentropy_original_forward = model.forward
+        # setattr: nn.Module's __setattr__ is typed for tensors and modules, this is a bound method
+        setattr(model, "_crossentropy_original_forward", model.forward)
 
     # a method bound to the model (not a closure over it): copy.deepcopy(model) rebinds it to the copy;
     # wrapped with the class's forward so that inspect.signature (Trainer's column and loss-kwargs
     # checks) sees the model's own parameters
     @functools.wraps(type(model).forward)
-    def forward(self, *args, labels=None, **kwargs):
+    def forward(self: Any, *args: Any, labels: torch.Tensor | None = None, **kwargs: Any) -> Any:
         own = self._crossentropy_original_forward
         if labels is None or not self.training or args or kwargs.get("logits_to_keep", 0) not in (0, None):
             return own(*args, labels=labels, **kwargs)
@@ -86,7 +91,8 @@ def use_fused_loss(model, *, z_loss: float = 0.0, memory_budget: int | None = No
     return model
 
 
-def _fused_forward(model, labels, kwargs, z_loss, memory_budget):
+def _fused_forward(model: Any, labels: torch.Tensor, kwargs: dict[str, Any], z_loss: float,
+                   memory_budget: int | None) -> Any:
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     loss_kw = {k: kwargs.pop(k) for k in _LOSS_KWARGS if k in kwargs}

@@ -65,6 +65,8 @@ computation is always chunked and never needs it.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -74,7 +76,7 @@ from .._backend import namespace
 from .._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from .._kernels import _chunk
 from .._linear_backend import ChunkBackend, TorchMM
-from .._linear_engine import cpu_layout, single_tile_layout
+from .._linear_engine import Layout, cpu_layout, single_tile_layout
 from .._linear_engine import run as run_engine
 from .._validation import check_index_target
 from ..linear import check_options
@@ -95,17 +97,33 @@ class _Cfg:
     __slots__ = ("reduction", "ii", "eps", "z", "cap", "num_items", "budget", "N", "D", "V", "unbatched",
                  "dtype", "device", "triton", "layout")
 
+    reduction: str
+    ii: int | None
+    eps: float
+    z: float
+    cap: float | None
+    num_items: float | None
+    budget: int | None
+    N: int
+    D: int
+    V: int
+    unbatched: bool
+    dtype: torch.dtype
+    device: torch.device
+    triton: bool
+    layout: Layout | None
+
 
 # ---------------------------------------------------------------------------------------------
 # validation (everything before any heavy work)
 # ---------------------------------------------------------------------------------------------
 
-def _tensor(x, name):
+def _tensor(x: object, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise InvalidDTypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
 
 
-def _floating(x, name, dtype=None):
+def _floating(x: torch.Tensor, name: str, dtype: torch.dtype | None = None) -> None:
     if x.dtype not in _FLOATS:
         raise InvalidDTypeError(f"{name} must be a floating tensor (float16, bfloat16, float32, float64); "
                                 f"got dtype {x.dtype}")
@@ -113,7 +131,8 @@ def _floating(x, name, dtype=None):
         raise InvalidDTypeError(f"{name} must have the dtype of input ({dtype}); got {x.dtype}")
 
 
-def _shapes(input, linear_weight, target, linear_bias):
+def _shapes(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+            linear_bias: torch.Tensor | None) -> tuple[tuple[int, ...], bool]:
     """PyTorch's shape rules; returns (logits shape, whether target holds probabilities)."""
     if input.dim() < 1 or input.dim() > 2:
         raise ShapeMismatchError(f"input must have shape (in_features,) or (N, in_features); got {tuple(input.shape)}")
@@ -135,13 +154,15 @@ def _shapes(input, linear_weight, target, linear_bias):
     return logits_shape, tuple(target.shape) == logits_shape and target.is_floating_point()
 
 
-def _check(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing, options,
-           z_loss, softcap, num_items_in_batch, memory_budget):
+def _check(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, linear_bias: torch.Tensor | None,
+           weight: torch.Tensor | None, reduction: str, ignore_index: int | None, label_smoothing: float,
+           options: Any, z_loss: float, softcap: float | None, num_items_in_batch: float | torch.Tensor | None,
+           memory_budget: int | None) -> tuple[_Cfg, bool]:
     for x, name in ((input, "input"), (linear_weight, "linear_weight"), (target, "target")):
         _tensor(x, name)
-    for x, name in ((linear_bias, "linear_bias"), (weight, "weight")):
-        if x is not None:
-            _tensor(x, name)
+    for xo, name in ((linear_bias, "linear_bias"), (weight, "weight")):
+        if xo is not None:
+            _tensor(xo, name)
     logits_shape, prob = _shapes(input, linear_weight, target, linear_bias)
     _floating(input, "input")
     _floating(linear_weight, "linear_weight", input.dtype)
@@ -186,7 +207,7 @@ def _check(input, linear_weight, target, linear_bias, weight, reduction, ignore_
     return cfg, fusable
 
 
-def _fused_route(cfg, fusable):
+def _fused_route(cfg: _Cfg, fusable: bool) -> bool:
     """Pick the kernels and the layout (raises on a budget below the smallest working set)."""
     if not fusable:
         return False
@@ -208,7 +229,7 @@ def _fused_route(cfg, fusable):
     return False
 
 
-def _plain_autograd(*tensors) -> bool:
+def _plain_autograd(*tensors: torch.Tensor | None) -> bool:
     """No forward-mode tangent and no ``torch.func`` transform: the fused Function applies."""
     if torch._C._functorch.maybe_current_level() is not None:
         return False
@@ -224,7 +245,8 @@ def _plain_autograd(*tensors) -> bool:
 # the unfused composition (materialises the logits): every autodiff mode of torch
 # ---------------------------------------------------------------------------------------------
 
-def _unfused(input, linear_weight, target, linear_bias, weight, cfg):
+def _unfused(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+             linear_bias: torch.Tensor | None, weight: torch.Tensor | None, cfg: _Cfg) -> torch.Tensor:
     D, C = int(linear_weight.shape[-1]), int(linear_weight.shape[0])
     out = tuple(linear_weight.shape[1:-1])
     logits = F.linear(input, linear_weight.reshape(-1, D),
@@ -260,13 +282,13 @@ def _unfused(input, linear_weight, target, linear_bias, weight, cfg):
 # the fused computation
 # ---------------------------------------------------------------------------------------------
 
-def _denominator(y, cw, cfg):
+def _denominator(y: torch.Tensor, cw: torch.Tensor | None, cfg: _Cfg) -> float | torch.Tensor | None:
     """The mean's denominator (a Python float on the CPU, a float32 tensor on CUDA), or None."""
     if cfg.reduction != "mean":
         return None
     if cfg.num_items is not None:
         return cfg.num_items
-    valid = y != cfg.ii
+    valid = cast(torch.Tensor, y != cfg.ii)
     if cw is None:
         d = valid.sum(dtype=torch.float64)
     else:
@@ -274,10 +296,11 @@ def _denominator(y, cw, cfg):
     return float(d) if not cfg.triton else d.to(torch.float32)
 
 
-def _scale(cfg, denom, grad_output):
+def _scale(cfg: _Cfg, denom: float | torch.Tensor | None,
+           grad_output: torch.Tensor | None) -> float | np.ndarray | torch.Tensor:
     """The kernels' grad_scale: the reduction's factor times the incoming gradient."""
     if cfg.reduction == "none":
-        go = grad_output.reshape(-1)
+        go = cast(torch.Tensor, grad_output).reshape(-1)  # reduction='none': always given
         if cfg.triton:
             return go.to(torch.float32).contiguous()
         return np.ascontiguousarray(go.detach().to(torch.float64).numpy())
@@ -288,8 +311,13 @@ def _scale(cfg, denom, grad_output):
     return 1.0 / denom if denom != 0 else 1.0
 
 
-def _compute(h, W, b, cw, y, cfg, want, scale):
+def _compute(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, cw: torch.Tensor | None, y: torch.Tensor,
+             cfg: _Cfg, want: tuple[bool, ...], scale: Any
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Per-row losses (float64 on the CPU, float32 with Triton) and the wanted gradients (input dtypes)."""
+    kern: Any
+    yk: Any
+    cwk: Any
     if cfg.triton:
         from .._kernels import triton as kern
 
@@ -307,23 +335,23 @@ def _compute(h, W, b, cw, y, cfg, want, scale):
     opts = dict(ignore_index=cfg.ii, label_smoothing=cfg.eps, z_loss=cfg.z, softcap=cfg.cap)
     bk = ChunkBackend(mm, kern, hc, Wc, bc, yk, cwk, opts, want=want)
     with torch.no_grad():
-        rows = run_engine(bk, cfg.layout, scale=scale if any(want) else None)
+        rows = run_engine(bk, cast(Layout, cfg.layout), scale=scale if any(want) else None)
     rows = torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows
 
-    def back(g, like):
+    def back(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
         return None if g is None else g.to(like.dtype)
 
     return rows, back(bk.dh, h), back(bk.dw, W), (None if b is None else back(bk.db, b))
 
 
-def _reduce(rows, denom, cfg):
+def _reduce(rows: torch.Tensor, denom: float | torch.Tensor | None, cfg: _Cfg) -> torch.Tensor:
     """The loss in the input's dtype from the per-row losses."""
     if cfg.reduction == "none":
         out = rows.to(cfg.dtype)
         return out.reshape(()) if cfg.unbatched else out
     total = rows.sum()
     if cfg.reduction == "mean":
-        total = total / denom  # 0/0 = NaN when every row is ignored, as PyTorch
+        total = total / cast("float | torch.Tensor", denom)  # 0/0 = NaN when every row is ignored, as PyTorch
     return total.to(cfg.dtype)
 
 
@@ -331,7 +359,8 @@ class _Fused(torch.autograd.Function):
     """Loss and gradients in one chunked forward; the plain backward scales the kept gradients."""
 
     @staticmethod
-    def forward(ctx, h, W, b, cw, y, cfg):
+    def forward(ctx: Any, h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, cw: torch.Tensor | None,
+                y: torch.Tensor, cfg: _Cfg) -> torch.Tensor:
         want = tuple(bool(n) for n in ctx.needs_input_grad[:3])
         denom = _denominator(y, cw, cfg)
         if cfg.reduction == "none" or not any(want):
@@ -345,7 +374,7 @@ class _Fused(torch.autograd.Function):
         return _reduce(rows, denom, cfg)
 
     @staticmethod
-    def backward(ctx, go):
+    def backward(ctx: Any, go: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         h, W, b, cw, y = ctx.saved_tensors
         cfg = ctx.cfg
         want = tuple(bool(n) for n in ctx.needs_input_grad[:3])
@@ -370,13 +399,17 @@ class _Fused(torch.autograd.Function):
 
 
 @torch.compiler.disable
-def _fused_apply(h, W, b, cw, y, cfg):
+def _fused_apply(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, cw: torch.Tensor | None, y: torch.Tensor,
+                 cfg: _Cfg) -> torch.Tensor:
     return _Fused.apply(h, W, b, cw, y, cfg)
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
-                         ignore_index=None, label_smoothing=0.0, options=None, z_loss=0.0, softcap=None,
-                         num_items_in_batch=None, memory_budget=None):
+def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, *,
+                         linear_bias: torch.Tensor | None = None, weight: torch.Tensor | None = None,
+                         reduction: str = "mean", ignore_index: int | None = None, label_smoothing: float = 0.0,
+                         options: Any = None, z_loss: float = 0.0, softcap: float | None = None,
+                         num_items_in_batch: float | torch.Tensor | None = None,
+                         memory_budget: int | None = None) -> torch.Tensor:
     r"""``torch.nn.functional.linear_cross_entropy``, fused: the N×V logits never exist on the fused path.
 
     .. math:: \ell_i = \mathrm{CE}\big(\mathrm{cap}(x_i W^\top + b),\ y_i\big)
@@ -428,16 +461,19 @@ class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
     (10, 4)
     """
 
-    def __init__(self, in_features, num_classes, *, out_features=(), bias=False, device=None, dtype=None,
-                 reduction="mean", weight=None, ignore_index=None, label_smoothing=0.0, options=None,
-                 z_loss=0.0, softcap=None, memory_budget=None):
+    def __init__(self, in_features: int, num_classes: int, *, out_features: tuple[int, ...] = (), bias: bool = False,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 reduction: str = "mean", weight: torch.Tensor | None = None, ignore_index: int | None = None,
+                 label_smoothing: float = 0.0, options: Any = None, z_loss: float = 0.0,
+                 softcap: float | None = None, memory_budget: int | None = None) -> None:
         super().__init__(in_features, num_classes, out_features=out_features, bias=bias, device=device,
                          dtype=dtype, reduction=reduction, weight=weight, ignore_index=ignore_index,
                          label_smoothing=label_smoothing, options=options)
         check_options(reduction, label_smoothing, z_loss, softcap, None)
         self.z_loss, self.softcap, self.memory_budget = z_loss, softcap, memory_budget
 
-    def forward(self, input, target, *, num_items_in_batch=None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, *,
+                num_items_in_batch: float | torch.Tensor | None = None) -> torch.Tensor:
         lin = self.linear
         w = lin.weight.reshape((self.num_classes, *self.out_features, lin.in_features))
         b = None if lin.bias is None else lin.bias.reshape((self.num_classes, *self.out_features))
