@@ -23,8 +23,6 @@ starts once per run.
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import sys
 
@@ -36,30 +34,16 @@ import _launch  # noqa: E402
 import _worker  # noqa: E402
 
 WORLDS = (1, 2, 3, 4)
-_RESULTS: dict = {}
 
 
-def _reports(tmp_path_factory, world):
-    """The group of ``world`` processes runs once per test run, shared by the xdist workers (a file lock)."""
-    if world in _RESULTS:
-        return _RESULTS[world]
-    from filelock import FileLock
-
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    root = tmp_path_factory.getbasetemp().parent / f"dist-{uid}" if uid else tmp_path_factory.getbasetemp()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"world{world}.json"
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            res = json.loads(path.read_text())
-        else:
-            try:
-                res = _launch.launch(world)
-            except RuntimeError as e:
-                res = {"__crash__": str(e)}
-            path.write_text(json.dumps(res))
-    _RESULTS[world] = res
-    return res
+def _reports(shared_run, world):
+    """The group of ``world`` processes runs once per test run, shared by the xdist workers."""
+    def launch():
+        try:
+            return _launch.launch(world)
+        except RuntimeError as e:
+            return {"__crash__": str(e)}
+    return shared_run(f"dist-world{world}", launch)
 
 
 # -- checks per case group ---------------------------------------------------------------------
@@ -160,8 +144,8 @@ PARAMS = [(w, c) for w in WORLDS for c in _worker.cases(w)]
 
 
 @pytest.mark.parametrize("world, case", PARAMS, ids=[f"{w}ranks-{c.name}" for w, c in PARAMS])
-def test_case(tmp_path_factory, world, case):
-    reports = _reports(tmp_path_factory, world)
+def test_case(shared_run, world, case):
+    reports = _reports(shared_run, world)
     if "__crash__" in reports:
         pytest.fail(reports["__crash__"], pytrace=False)
     assert len(reports) == world
@@ -172,8 +156,8 @@ def test_case(tmp_path_factory, world, case):
 
 
 @pytest.mark.parametrize("world", WORLDS)
-def test_group_still_works_after_the_errors(tmp_path_factory, world):
-    reports = _reports(tmp_path_factory, world)
+def test_group_still_works_after_the_errors(shared_run, world):
+    reports = _reports(shared_run, world)
     if "__crash__" in reports:
         pytest.fail(reports["__crash__"], pytrace=False)
     for rep in reports:

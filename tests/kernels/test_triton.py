@@ -38,7 +38,6 @@ if importlib.util.find_spec("triton") is None:  # CI installs it (.ci/run); a sk
     pytest.skip("triton is not installed", allow_module_level=True)
 
 SRC = str(pathlib.Path(crossentropy.__file__).parent.parent)
-_RESULTS: dict = {}
 
 
 def _run(args, interpret, timeout=600):
@@ -57,24 +56,9 @@ def _run(args, interpret, timeout=600):
         return {"__crash__": f"no JSON on stdout:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"}
 
 
-def _results(tmp_path_factory, key, args, interpret):
-    """Run one subprocess per (run, key): the xdist workers of a run share it through a file lock."""
-    if key in _RESULTS:
-        return _RESULTS[key]
-    from filelock import FileLock
-
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    root = tmp_path_factory.getbasetemp().parent / f"triton-{uid}" if uid else tmp_path_factory.getbasetemp()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{key}.json"
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            res = json.loads(path.read_text())
-        else:
-            res = _run(args, interpret)
-            path.write_text(json.dumps(res))
-    _RESULTS[key] = res
-    return res
+def _results(shared_run, key, args, interpret):
+    """Run one subprocess per (run, key), shared by the xdist workers of a run."""
+    return shared_run(f"triton-{key}", lambda: _run(args, interpret))
 
 
 # Two subprocesses (one per xdist worker on CI's two cores), each running several groups.
@@ -87,8 +71,8 @@ def test_every_group_runs():
 
 
 @pytest.mark.parametrize("batch, name", CASES, ids=[n for _, n in CASES])
-def test_interpreted(tmp_path_factory, batch, name):
-    res = _results(tmp_path_factory, f"interp-{batch}", list(BATCHES[batch]), True)
+def test_interpreted(shared_run, batch, name):
+    res = _results(shared_run, f"interp-{batch}", list(BATCHES[batch]), True)
     if "__crash__" in res:
         pytest.fail(f"the interpreter subprocess for {BATCHES[batch]} failed: {res['__crash__']}")
     assert name in res, f"case {name} did not report"
@@ -101,8 +85,8 @@ COMPILE_JOBS = ["ce_fused_kernel/sm_90/all options", "ce_fused_kernel/sm_80/all 
 
 
 @pytest.mark.parametrize("job", range(len(COMPILE_JOBS)), ids=COMPILE_JOBS)
-def test_compiles_for_gpu(tmp_path_factory, job):
-    res = _results(tmp_path_factory, "compile", ["--compile"], False)
+def test_compiles_for_gpu(shared_run, job):
+    res = _results(shared_run, "compile", ["--compile"], False)
     if "__crash__" in res:
         pytest.fail(f"the compile subprocess failed: {res['__crash__']}")
     assert len(res) == len(COMPILE_JOBS)
