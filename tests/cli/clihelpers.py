@@ -133,3 +133,15 @@ def run_inproc(args):
     r.rc, r.out, r.err = rc, raw.getvalue().decode("utf-8", "replace"), err.getvalue()
     r.json = lambda: json.loads(r.out)
     return r
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test interrupts: SIGINT back to its default disposition.
+
+    A shell starts a background job (``bash .ci/run &``) with SIGINT *ignored*, children inherit
+    that, and Python then installs no KeyboardInterrupt handler: Ctrl-C would never reach the
+    command.  A user's terminal gives it the default disposition, which is what these tests model.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from clihelpers import assert_clean_error
+from clihelpers import assert_clean_error, default_sigint
 
 
 def _csv(tmp_path, text, name="bad.csv"):
@@ -121,7 +121,7 @@ def test_ctrl_c_leaves_no_output(tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.Popen([sys.executable, "-m", "crossentropy", "score", str(fifo), "--chunk-rows", "10",
                              "-o", "report.txt", "--plot", "report.png"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     with open(fifo, "w") as w:  # blocks until the command opens the pipe
         w.write("label,p0,p1\n" + "".join(f"{i % 2},0.3,0.7\n" for i in range(50)))
         w.flush()
@@ -140,7 +140,8 @@ def test_ctrl_c_while_the_reader_thread_waits_on_a_silent_pipe(tmp_path):
     fifo = tmp_path / "stream.csv"
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-m", "crossentropy", "score", str(fifo), "-o", "report.txt"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     with open(fifo, "w") as w:
         # returns once the command has read all but a pipe's buffer: far past the detection sample
         w.write("label,p0,p1\n" + "".join(f"{i % 2},0.3,0.7\n" for i in range(200_000)))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
-from clihelpers import assert_clean_error, run_cli, write_csv
+from clihelpers import assert_clean_error, default_sigint, run_cli, write_csv
 from crossentropy.cli.score import example_path
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
@@ -152,7 +152,7 @@ def _launcher_cmd(args):
 def test_ctrl_c_during_start_up_ends_quietly(tmp_path, delay):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(_launcher_cmd(["score", "-o", "r.txt"]), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
