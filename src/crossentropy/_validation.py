@@ -9,6 +9,8 @@ range checks and propagates into the loss (documented behaviour).
 from __future__ import annotations
 
 import math
+import numbers
+from typing import Any
 
 import numpy as np
 
@@ -191,3 +193,25 @@ def as_array(xp, x, like, name):
     if xp.name == "numpy":
         return arr
     return xp.asarray(arr, dtype=xp.dtype_named(arr.dtype.name), like=like)
+
+
+def check_softcap(softcap: Any) -> float | None:
+    """Logit soft-capping ``s·tanh(x/s)``: ``None`` (off) or a positive finite number."""
+    if softcap is None:
+        return None
+    try:
+        v = float(softcap)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"softcap must be a positive finite number (or None); got {softcap!r}") from None
+    if not (0.0 < v < math.inf):
+        raise InvalidOptionError(f"softcap must be a positive finite number (or None); got {softcap!r}")
+    return v
+
+
+def check_ignore_index(ignore_index: Any) -> int | None:
+    """``None`` or an integer class index (a bool is refused: it is almost always a mistake)."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise InvalidOptionError(f"ignore_index must be an int or None; got {ignore_index!r}")
+    return int(ignore_index)

@@ -45,6 +45,7 @@ from ._validation import (
     check_probabilities,
     check_reduction,
     check_same_shape,
+    check_softcap,
     check_unit_interval_option,
     check_weights,
     classify_target,
@@ -276,15 +277,6 @@ def _mask_col(r: _Prep, v: Array) -> Array:
     if r.valid is None:
         return v
     return v * r.xp.astype(r.xp.expand_dims(r.valid, r.axis), v)
-
-
-def check_softcap(softcap: float | None) -> float | None:
-    if softcap is None:
-        return None
-    v = float(softcap)
-    if not (v > 0.0) or v == float("inf"):
-        raise InvalidOptionError(f"softcap must be a positive finite number (or None); got {softcap!r}")
-    return v
 
 
 @quiet

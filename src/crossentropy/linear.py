@@ -41,11 +41,11 @@ from ._linear_engine import DEFAULT_MEMORY_BUDGET, Layout
 from ._linear_engine import _budget as engine_budget
 from ._linear_engine import cpu_layout
 from ._linear_engine import run as run_engine
-from ._validation import check_floating, check_index_target, check_reduction, check_unit_interval_option
+from ._validation import check_floating, check_index_target, check_reduction, check_softcap, check_unit_interval_option
 from ._kernels import _chunk
 from ._linear_backend import ChunkBackend, NumpyMM
 from ._typing import Array, ArrayLike
-from .categorical import check_softcap, cross_entropy
+from .categorical import cross_entropy
 
 __all__ = ["linear_cross_entropy", "DEFAULT_MEMORY_BUDGET"]
 

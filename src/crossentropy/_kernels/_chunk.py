@@ -90,7 +90,8 @@ import numpy as np
 
 from .._backend import namespace
 from .._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
-from .._validation import check_index_target, check_nonnegative_option, check_unit_interval_option
+from .._validation import (check_ignore_index, check_index_target, check_nonnegative_option, check_softcap,
+                           check_unit_interval_option)
 from . import _ck
 
 __all__ = ["Partials", "STATE_FIELDS", "BIG", "chunk_cross_entropy", "vocab_partials", "lift_partials",
@@ -165,30 +166,10 @@ def _check_weight(weight, x, n, what):
     return np.ascontiguousarray(weight, dtype=x.dtype)
 
 
-def _check_softcap(softcap):
-    if softcap is None:
-        return None
-    try:
-        s = float(softcap)
-    except (TypeError, ValueError):
-        raise InvalidOptionError(f"softcap must be a positive number or None; got {softcap!r}") from None
-    if not (0.0 < s < math.inf):
-        raise InvalidOptionError(f"softcap must be a positive finite number or None; got {softcap!r}")
-    return s
-
-
-def _check_ignore(ignore_index):
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise InvalidOptionError(f"ignore_index must be an int or None; got {ignore_index!r}")
-    return int(ignore_index)
-
-
 def _options(label_smoothing, z_loss, softcap, ignore_index):
     eps = float(check_unit_interval_option(label_smoothing, "label_smoothing"))
     z = float(check_nonnegative_option(z_loss, "z_loss"))
-    return eps, z, _check_softcap(softcap), _check_ignore(ignore_index)
+    return eps, z, check_softcap(softcap), check_ignore_index(ignore_index)
 
 
 def _grad_args(logits, grad_scale, grad_into, rows):
@@ -288,7 +269,7 @@ def vocab_partials(logits, target, /, *, class_offset, num_classes, weight=None,
     t = _check_target(target, rows)
     w = _check_weight(weight, logits, width, "class of the slice")
     eps = float(check_unit_interval_option(label_smoothing, "label_smoothing"))
-    cap = _check_softcap(softcap)
+    cap = check_softcap(softcap)
     options = (eps > 0.0, w is not None, cap, int(num_classes))
     stats = np.zeros((rows, NSTAT), np.float64)
     index = np.full((rows, 2), BIG, np.int64)

@@ -37,8 +37,7 @@ from .._errors import (
     ShapeMismatchError,
     TargetOutOfRangeError,
 )
-from .._validation import check_index_target, check_nonnegative_option, check_unit_interval_option
-from ..categorical import check_softcap
+from .._validation import check_index_target, check_nonnegative_option, check_softcap, check_unit_interval_option
 from ._dist_math import Layout
 
 __all__ = ["Plan", "plan_logits", "plan_linear", "DEFAULT_MEMORY_BUDGET"]

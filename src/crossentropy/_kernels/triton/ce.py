@@ -39,9 +39,11 @@ import torch
 from ..._backend import concrete, log_of_base, namespace
 from ..._errors import InvalidDTypeError, InvalidOptionError, ShapeMismatchError
 from ..._validation import (
+    check_ignore_index,
     check_index_target,
     check_nonnegative_option,
     check_reduction,
+    check_softcap,
     check_unit_interval_option,
     normalize_axis,
 )
@@ -145,26 +147,6 @@ def _check_weight(weight, n, device, what):
     return weight.to(torch.float32).contiguous()
 
 
-def _check_softcap(softcap):
-    if softcap is None:
-        return None
-    try:
-        s = float(softcap)
-    except (TypeError, ValueError):
-        raise InvalidOptionError(f"softcap must be a positive number or None; got {softcap!r}") from None
-    if not (0.0 < s < math.inf):
-        raise InvalidOptionError(f"softcap must be a positive finite number or None; got {softcap!r}")
-    return s
-
-
-def _check_ignore(ignore_index):
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise InvalidOptionError(f"ignore_index must be an int or None; got {ignore_index!r}")
-    return int(ignore_index)
-
-
 def _check_targets_in_range(target, num_classes, ignore_index):
     # The core's check: same message as the reference path (one device sync).
     check_index_target(namespace(target), target, num_classes, ignore_index, tuple(target.shape))
@@ -247,8 +229,8 @@ def _launch_options(bv, br):
 def _options(label_smoothing, z_loss, softcap, ignore_index, num_classes):
     eps = check_unit_interval_option(label_smoothing, "label_smoothing")
     z = check_nonnegative_option(z_loss, "z_loss")
-    cap = _check_softcap(softcap)
-    ii = _check_ignore(ignore_index)
+    cap = check_softcap(softcap)
+    ii = check_ignore_index(ignore_index)
     return eps, z, cap, ii, (1.0 - eps), (eps / num_classes if num_classes else 0.0)
 
 
@@ -368,7 +350,7 @@ def vocab_partials(logits, target, /, *, class_offset, num_classes, weight=None,
     target = _check_target(target, rows, logits.device)
     w = _check_weight(weight, width, logits.device, "class of the slice")
     eps = check_unit_interval_option(label_smoothing, "label_smoothing")
-    cap = _check_softcap(softcap)
+    cap = check_softcap(softcap)
     options = (eps > 0.0, w is not None, cap, num_classes)
     stats = torch.zeros(rows, L.NSTAT, dtype=torch.float32, device=logits.device)
     index = torch.full((rows, 2), L.BIG, dtype=torch.int64, device=logits.device)
